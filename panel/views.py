@@ -1,0 +1,72 @@
+"""Views read the database and enqueue work; they never talk to LXD."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import login_required
+from django.db import connection, transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from panel.models import Host
+from workers.hosts import refresh_host
+
+
+def local_lxd_socket() -> str | None:
+    """The first local LXD socket that exists and is not registered yet."""
+    registered = set(Host.objects.values_list("endpoint", flat=True))
+    for path in settings.LOCAL_LXD_SOCKETS:
+        try:
+            is_socket = stat.S_ISSOCK(Path(path).stat().st_mode)
+        except OSError:
+            continue
+        if is_socket and path not in registered:
+            return path
+    return None
+
+
+@login_required
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    hosts = list(Host.objects.all())
+    context = {
+        "hosts": hosts,
+        "local_socket": local_lxd_socket(),
+        # Poll only while a host has not answered yet; the fragment stops itself after.
+        "waiting_for_contact": any(host.status == Host.Status.UNKNOWN for host in hosts),
+    }
+    if request.htmx:
+        return render(request, "panel/dashboard.html#host-table", context)
+    return render(request, "panel/dashboard.html", context)
+
+
+@staff_member_required
+@require_POST
+def add_local_host(request: HttpRequest) -> HttpResponse:
+    socket_path = local_lxd_socket()
+    if socket_path is None:
+        messages.error(request, "No unregistered local LXD socket was found.")
+        return redirect("dashboard")
+    name = "local" if not Host.objects.filter(name="local").exists() else "local-socket"
+    with transaction.atomic():
+        host = Host.objects.create(name=name, endpoint=socket_path)
+        refresh_host.delay_on_commit(host.pk)
+    messages.success(request, f"Added {host.name} ({socket_path}); contacting it now.")
+    return redirect("dashboard")
+
+
+@require_GET
+def health(request: HttpRequest) -> JsonResponse:
+    """Unauthenticated liveness for load balancers: is the database answering?"""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as error:  # any database failure means "not healthy"
+        return JsonResponse({"database": f"failing: {error.__class__.__name__}"}, status=503)
+    return JsonResponse({"database": "ok"})

@@ -1,0 +1,92 @@
+"""Host refresh runs in a real Celery worker and records what LXD said, or why it did not."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import pytest
+from django.db import transaction
+
+from panel import lxd
+from panel.models import Host
+from tests.conftest import wait_for
+from workers.hosts import refresh_host
+
+
+def refreshed(host: Host, timeout: float = 30) -> Host:
+    """Queue a refresh through the broker and wait until the worker has written the outcome."""
+    with transaction.atomic():
+        refresh_host.delay_on_commit(host.pk)
+    return wait_for(
+        lambda: Host.objects.exclude(status=Host.Status.UNKNOWN).filter(pk=host.pk).first(),
+        timeout=timeout,
+        what=f"the worker to refresh {host.name}",
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_marks_a_host_without_a_daemon_unreachable_and_says_why(celery_worker):
+    host = Host.objects.create(name="nowhere", endpoint="/nonexistent/unix.socket")
+    host = refreshed(host)
+    assert host.status == Host.Status.UNREACHABLE
+    assert "No LXD socket at /nonexistent/unix.socket" in host.last_error
+    assert host.last_contact is None
+
+
+def lab_host(lab: dict, index: int = 0) -> dict:
+    return lab["hosts"][index]
+
+
+@pytest.mark.lab
+@pytest.mark.django_db(transaction=True)
+def test_the_dashboard_offers_a_local_lxd_and_the_worker_reads_it(
+    lab, celery_worker, admin_client, settings
+):
+    socket_path = str(Path(lab_host(lab)["lxd_dir"]) / "unix.socket")
+    settings.LOCAL_LXD_SOCKETS = [socket_path]
+    assert socket_path.encode() in admin_client.get("/").content
+
+    admin_client.post("/hosts/add-local/")
+    host = wait_for(
+        lambda: Host.objects.filter(endpoint=socket_path, status=Host.Status.ONLINE).first(),
+        timeout=30,
+        what="the local host to come online",
+    )
+    print(
+        f"local host {host.name}: LXD {host.server_version}, kernel {host.facts['kernel_version']}"
+    )
+    assert host.server_version.startswith("5.")
+    assert "instances" in host.facts["api_extensions"]
+    assert socket_path.encode() not in admin_client.get("/").content  # no longer offered
+
+
+@pytest.mark.lab
+@pytest.mark.django_db(transaction=True)
+def test_an_https_host_with_its_pinned_certificate_is_reached(lab, celery_worker):
+    address = lab_host(lab)["address"]
+    pem = ssl.get_server_certificate((address, 8443))
+    host = Host.objects.create(name="lab1", endpoint=lab_host(lab)["url"], server_certificate=pem)
+    host = refreshed(host)
+    assert host.status == Host.Status.ONLINE, host.last_error
+    assert host.server_version.startswith("5.")
+
+
+@pytest.mark.lab
+@pytest.mark.django_db(transaction=True)
+def test_a_certificate_that_does_not_match_the_pin_is_refused_as_possible_interception(
+    lab, celery_worker
+):
+    other_host_pem = ssl.get_server_certificate((lab_host(lab, 1)["address"], 8443))
+    host = Host.objects.create(
+        name="lab1", endpoint=lab_host(lab)["url"], server_certificate=other_host_pem
+    )
+    host = refreshed(host)
+    assert host.status == Host.Status.UNREACHABLE
+    assert "does not match the pinned one" in host.last_error
+    assert "intercepted" in host.last_error
+
+
+def test_a_host_without_a_pinned_certificate_is_never_contacted_blindly():
+    with pytest.raises(lxd.LXDError, match="no pinned server certificate"):
+        lxd.server_facts(lxd.Target(endpoint="https://127.0.0.1:1"))

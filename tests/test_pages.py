@@ -1,0 +1,81 @@
+"""The first pages: login, the dashboard of hosts, the health check, the admin."""
+
+from __future__ import annotations
+
+import pytest
+
+from panel.models import Host
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_sends_anonymous_visitors_to_the_login_page(client):
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/?next=/")
+
+
+def test_it_logs_in_with_the_real_form_and_shows_the_dashboard(client, admin_user):
+    page = client.get("/accounts/login/")
+    assert b'name="csrfmiddlewaretoken"' in page.content
+    response = client.post(
+        "/accounts/login/", {"username": "ada", "password": "s3cret-pass-word"}, follow=True
+    )
+    assert response.redirect_chain[-1][0] == "/"
+    assert b"Hosts" in response.content
+
+
+def test_it_refuses_a_wrong_password_with_a_clear_message(client, admin_user):
+    response = client.post("/accounts/login/", {"username": "ada", "password": "wrong"})
+    assert response.status_code == 200
+    assert b"did not match" in response.content
+    assert "_auth_user_id" not in client.session
+
+
+def test_the_empty_dashboard_explains_how_to_get_a_host(admin_client, settings):
+    settings.LOCAL_LXD_SOCKETS = []
+    response = admin_client.get("/")
+    assert b"No hosts yet" in response.content
+    assert b"python3 lab/lab.py up" in response.content
+
+
+def test_the_dashboard_lists_hosts_and_renders_their_text_inert(viewer_client):
+    Host.objects.create(
+        name="h1", endpoint="https://10.0.0.1:8443", last_error="<script>alert(1)</script>"
+    )
+    response = viewer_client.get("/")
+    assert b"h1" in response.content
+    assert b"<script>alert(1)</script>" not in response.content
+    assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in response.content
+
+
+def test_the_host_table_polls_only_while_a_host_has_not_answered(viewer_client):
+    host = Host.objects.create(name="h1", endpoint="/nonexistent.socket")
+    assert b'hx-trigger="every 2s"' in viewer_client.get("/").content
+    host.record_failure("gone")
+    assert b'hx-trigger="every 2s"' not in viewer_client.get("/").content
+
+
+def test_an_htmx_request_gets_only_the_host_table(viewer_client):
+    Host.objects.create(name="h1", endpoint="/nonexistent.socket")
+    response = viewer_client.get("/", headers={"HX-Request": "true"})
+    assert response.content.lstrip().startswith(b'<div id="host-table"')
+    assert b"<html" not in response.content
+
+
+def test_the_health_check_needs_no_login(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"database": "ok"}
+
+
+def test_the_admin_is_for_staff_only(viewer_client, admin_client):
+    assert viewer_client.get("/admin/").status_code == 302
+    assert admin_client.get("/admin/panel/host/").status_code == 200
+
+
+def test_only_staff_can_add_the_local_host(viewer_client):
+    response = viewer_client.post("/hosts/add-local/")
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
+    assert not Host.objects.exists()

@@ -1,0 +1,5 @@
+"""Celery workers: `celery -A workers worker`. One module per kind of work."""
+
+from workers.celery import app
+
+__all__ = ["app"]
