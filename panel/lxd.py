@@ -7,15 +7,25 @@ person can act on. Web requests never call this module: workers do.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import datetime as dt
 import hashlib
+import json
+import os
+import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pylxd
 import requests
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from cryptography.x509.oid import NameOID
 from pylxd.client import get_session_for_url
 from pylxd.exceptions import ClientConnectionFailed, LXDAPIException
 
@@ -34,7 +44,7 @@ class Target:
     endpoint: str
     server_certificate: str = ""
     client_cert: tuple[str, str] | None = None
-    timeout: float = DEFAULT_TIMEOUT
+    timeout: float | tuple[float, float] = DEFAULT_TIMEOUT
 
     @property
     def is_unix_socket(self) -> bool:
@@ -67,19 +77,245 @@ def connect(target: Target) -> pylxd.Client:
 
 
 def server_facts(target: Target) -> dict:
-    """What the server says about itself (`lxc info`): version, kernel, extensions."""
+    """What the server says about itself (`lxc info`), its CPU, pools, profiles, networks."""
     client = connect(target)
+    return _facts(client)
+
+
+def host_inventory(target: Target) -> tuple[dict, list[dict]]:
+    """Facts plus every instance with its state and snapshots, in a handful of requests
+    (recursion=2 returns instances, state and snapshots in one answer)."""
+    client = connect(target)
+    facts = _facts(client)
+    instances = _get(client, "/instances", recursion=2)
+    return facts, [normalise_instance(raw) for raw in instances]
+
+
+def _facts(client: pylxd.Client) -> dict:
     info = client.host_info
     environment = info.get("environment", {})
-    return {
+    facts = {
+        "server": environment.get("server", "lxd"),
         "server_version": environment.get("server_version", ""),
         "server_name": environment.get("server_name", ""),
         "kernel_version": environment.get("kernel_version", ""),
         "architectures": environment.get("architectures", []),
+        "driver": environment.get("driver", ""),
         "driver_version": environment.get("driver_version", ""),
+        "os": " ".join(filter(None, [environment.get("os_name"), environment.get("os_version")])),
+        "storage": environment.get("storage", ""),
         "api_extensions": info.get("api_extensions", []),
         "auth": info.get("auth", ""),
     }
+    if facts["auth"] != "trusted":
+        return facts  # the rest needs trust
+    resources = _get(client, "/resources")
+    facts.update(resource_facts(resources))
+    facts["storage_pools"] = [pool["name"] for pool in _get(client, "/storage-pools", 1)]
+    facts["profiles"] = [profile["name"] for profile in _get(client, "/profiles", 1)]
+    facts["networks"] = [network["name"] for network in _get(client, "/networks", 1)]
+    return facts
+
+
+def resource_facts(resources: dict) -> dict:
+    """CPU model and flags, memory and system type from /1.0/resources.
+
+    LXD 5.0 reports no CPU flags here (newer releases do, per core); then `cpu_flags` is
+    None and only the host's agent can tell (from /proc/cpuinfo).
+    """
+    cpu = resources.get("cpu", {})
+    sockets = cpu.get("sockets") or [{}]
+    flags: set[str] | None = None
+    for cpu_socket in sockets:
+        for core in cpu_socket.get("cores", []):
+            if core.get("flags"):
+                flags = (flags or set()) | set(core["flags"])
+    return {
+        "cpu_model": sockets[0].get("name", ""),
+        "cpu_vendor": sockets[0].get("vendor", ""),
+        "cpu_architecture": cpu.get("architecture", ""),
+        "cpu_threads": cpu.get("total", 0),
+        "cpu_flags": sorted(flags) if flags is not None else None,
+        "memory_total": resources.get("memory", {}).get("total", 0),
+        "system_type": (resources.get("system") or {}).get("type", ""),
+    }
+
+
+def normalise_instance(raw: dict) -> dict:
+    """The parts of an instance the panel keeps, in stable names."""
+    state = raw.get("state") or {}
+    return {
+        "name": raw["name"],
+        "type": raw.get("type", "container"),
+        "status": raw.get("status", ""),
+        "architecture": raw.get("architecture", ""),
+        "description": raw.get("description", ""),
+        "ephemeral": bool(raw.get("ephemeral")),
+        "stateful": bool(raw.get("stateful")),
+        "created_at": parse_time(raw.get("created_at")),
+        "last_used_at": parse_time(raw.get("last_used_at")),
+        "profiles": raw.get("profiles", []),
+        "expanded_config": raw.get("expanded_config", {}),
+        "expanded_devices": raw.get("expanded_devices", {}),
+        "state": {
+            "pid": state.get("pid", 0),
+            "processes": state.get("processes", 0),
+            "cpu_usage_ns": (state.get("cpu") or {}).get("usage", 0),
+            "memory_usage": (state.get("memory") or {}).get("usage", 0),
+            "memory_peak": (state.get("memory") or {}).get("usage_peak", 0),
+            "network": state.get("network") or {},
+        },
+        "snapshots": [
+            {
+                "name": snapshot["name"].split("/")[-1],
+                "created_at": parse_time(snapshot.get("created_at")),
+                "expires_at": parse_time(snapshot.get("expires_at")),
+                "stateful": bool(snapshot.get("stateful")),
+            }
+            for snapshot in raw.get("snapshots") or []
+        ],
+    }
+
+
+def parse_time(value: str | None) -> dt.datetime | None:
+    """LXD's timestamps; the zero time (0001-01-01) means 'never'."""
+    if not value or value.startswith("0001-01-01"):
+        return None
+    try:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def instance_logs(target: Target, name: str, max_bytes: int) -> list[tuple[str, str, bool]]:
+    """Every log file LXD keeps for the instance (lxc.log, CRIU dump/restore logs):
+    (file name, text, truncated)."""
+    client = connect(target)
+    logs = []
+    for path in _get(client, f"/instances/{name}/logs"):
+        filename = path.rstrip("/").split("/")[-1]
+        response = _raw_get(client, f"/instances/{name}/logs/{filename}", is_api=False)
+        data = response.content
+        logs.append((filename, data[:max_bytes].decode(errors="replace"), len(data) > max_bytes))
+    return logs
+
+
+def fetch_server_certificate(endpoint: str, timeout: float = 10.0) -> str:
+    """The certificate an HTTPS endpoint presents, unverified: to be shown and confirmed."""
+    address, port = https_address(endpoint)
+    try:
+        return ssl.get_server_certificate((address, port), timeout=timeout)
+    except (OSError, ssl.SSLError) as error:
+        raise LXDError(f"Cannot fetch the certificate of {endpoint}: {error}") from error
+
+
+def https_address(endpoint: str) -> tuple[str, int]:
+    parts = urlsplit(endpoint)
+    if parts.scheme != "https" or not parts.hostname:
+        raise LXDError(f"{endpoint} is not an https://address:port URL.")
+    return parts.hostname, parts.port or 8443
+
+
+def trust(target: Target, secret: str) -> None:
+    """Make the server trust the panel's client certificate, with a trust password or a
+    token (`lxc config trust add`). The secret is used once here and never kept."""
+    client = connect(target)
+    if client.trusted:
+        return
+    token = decode_trust_token(secret)
+    if token is not None:
+        _check_token(token, target)
+    cert_pem = Path(target.client_cert[0]).read_bytes() if target.client_cert else b""
+    try:
+        if token is not None and "explicit_trust_token" in client.host_info["api_extensions"]:
+            client.certificates.create(password="", cert_data=cert_pem, secret=secret)
+        else:
+            # LXD 5.0: a token is redeemed by sending its secret as the trust password.
+            password = token["secret"] if token is not None else secret
+            client.certificates.create(password=password, cert_data=cert_pem)
+    except LXDAPIException as error:
+        what = "token" if token is not None else "trust password"
+        raise LXDError(
+            f"{target.endpoint} refused the {what} ({error}). Check it (a token works once "
+            "and may expire), then try again."
+        ) from error
+    except Exception as error:
+        raise LXDError(describe(error, target.endpoint)) from error
+    if not connect(target).trusted:
+        raise LXDError(
+            f"{target.endpoint} accepted the request but still does not trust the panel."
+        )
+
+
+def decode_trust_token(secret: str) -> dict | None:
+    """A token from `lxc config trust add` is base64 JSON; a trust password is not."""
+    try:
+        token = json.loads(base64.b64decode(secret.strip() + "==", validate=False))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        return None
+    if isinstance(token, dict) and "secret" in token:
+        return token
+    return None
+
+
+def _check_token(token: dict, target: Target) -> None:
+    expires = parse_time(token.get("expires_at"))
+    if expires and expires < dt.datetime.now(dt.UTC):
+        raise LXDError(f"This token expired at {expires:%Y-%m-%d %H:%M} UTC: create a new one.")
+    pinned = certificate_fingerprint(target.server_certificate) if target.server_certificate else ""
+    if token.get("fingerprint") and pinned and token["fingerprint"] != pinned:
+        raise LXDError(
+            "The token was issued by a server whose certificate is not the one you confirmed: "
+            "refusing, the connection may be intercepted."
+        )
+
+
+def ensure_client_certificate(folder: Path) -> tuple[str, str]:
+    """The panel's own client certificate, generated once. The key is readable only by the
+    panel's user and is never shown, logged or bundled."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    cert_path, key_path = folder / "client.crt", folder / "client.key"
+    if cert_path.exists() and key_path.exists():
+        return str(cert_path), str(key_path)
+    key = ec.generate_private_key(ec.SECP384R1())
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "lxd-panel"),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"lxd-panel@{socket.gethostname()}"),
+        ]
+    )
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .sign(key, hashes.SHA384())
+    )
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    cert_path.write_bytes(certificate.public_bytes(Encoding.PEM))
+    return str(cert_path), str(key_path)
+
+
+def _get(client: pylxd.Client, path: str, recursion: int = 0):
+    response = _raw_get(client, path, recursion)
+    return response.json()["metadata"]
+
+
+def _raw_get(client: pylxd.Client, path: str, recursion: int = 0, is_api: bool = True):
+    node = client.api
+    for part in path.strip("/").split("/"):
+        node = node[part]
+    try:
+        response = node.get(params={"recursion": recursion} if recursion else None, is_api=is_api)
+    except Exception as error:
+        raise LXDError(describe(error, client.api._api_endpoint)) from error
+    return response
 
 
 def _pinned_https_session(target: Target) -> requests.Session:

@@ -140,11 +140,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "panel"
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
-HOST_REFRESH_MINUTES = env.int("PANEL_HOST_REFRESH_MINUTES", 5, minimum=1)
+HOST_SYNC_MINUTES = env.int("PANEL_HOST_SYNC_MINUTES", 5, minimum=1)
 CELERY_BEAT_SCHEDULE = {
-    "refresh-all-hosts": {
-        "task": "workers.hosts.refresh_all_hosts",
-        "schedule": HOST_REFRESH_MINUTES * 60.0,
+    "sync-all-hosts": {
+        "task": "workers.hosts.sync_all_hosts",
+        "schedule": HOST_SYNC_MINUTES * 60.0,
     },
 }
 

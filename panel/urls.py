@@ -1,12 +1,26 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from panel import views
+from panel.views import dashboard, hosts, instances
 
 urlpatterns = [
-    path("", views.dashboard, name="dashboard"),
-    path("hosts/add-local/", views.add_local_host, name="add-local-host"),
-    path("healthz", views.health, name="health"),
+    path("", dashboard.dashboard, name="dashboard"),
+    path("hosts/", hosts.host_list, name="host-list"),
+    path("hosts/add/", hosts.host_add, name="host-add"),
+    path("hosts/add-local/", dashboard.add_local_host, name="add-local-host"),
+    path("hosts/<int:pk>/", hosts.host_detail, name="host-detail"),
+    path("hosts/<int:pk>/sync/", hosts.host_sync, name="host-sync"),
+    path("hosts/<int:pk>/remove/", hosts.host_remove, name="host-remove"),
+    path("hosts/<int:pk>/enroll/", hosts.host_enroll, name="host-enroll"),
+    path("hosts/<int:pk>/enroll/confirm/", hosts.host_enroll_confirm, name="host-enroll-confirm"),
+    path("hosts/<int:pk>/enroll/retry/", hosts.host_enroll_retry, name="host-enroll-retry"),
+    path("containers/", instances.instance_list, name="instance-list"),
+    path("containers/<int:pk>/", instances.instance_detail, name="instance-detail"),
+    path(
+        "containers/<int:pk>/logs/fetch/", instances.instance_fetch_logs, name="instance-logs-fetch"
+    ),
+    path("containers/<int:pk>/logs/<int:log_pk>/", instances.instance_log, name="instance-log"),
+    path("healthz", dashboard.health, name="health"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
 ]

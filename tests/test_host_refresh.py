@@ -11,13 +11,13 @@ from django.db import transaction
 from panel import lxd
 from panel.models import Host
 from tests.conftest import wait_for
-from workers.hosts import refresh_host
+from workers.hosts import sync_host
 
 
 def refreshed(host: Host, timeout: float = 30) -> Host:
     """Queue a refresh through the broker and wait until the worker has written the outcome."""
     with transaction.atomic():
-        refresh_host.delay_on_commit(host.pk)
+        sync_host.delay_on_commit(host.pk)
     return wait_for(
         lambda: Host.objects.exclude(status=Host.Status.UNKNOWN).filter(pk=host.pk).first(),
         timeout=timeout,

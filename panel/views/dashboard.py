@@ -1,5 +1,3 @@
-"""Views read the database and enqueue work; they never talk to LXD."""
-
 from __future__ import annotations
 
 import stat
@@ -7,15 +5,16 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
 from django.db import connection, transaction
+from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from panel.access import admin_required
 from panel.models import Host
-from workers.hosts import refresh_host
+from workers.hosts import sync_host
 
 
 def local_lxd_socket() -> str | None:
@@ -31,10 +30,21 @@ def local_lxd_socket() -> str | None:
     return None
 
 
+def fleet() -> list[Host]:
+    """Enrolled hosts with their container counts, in one query."""
+    present = Q(instances__gone_at__isnull=True)
+    return list(
+        Host.objects.enrolled().annotate(
+            container_count=Count("instances", filter=present),
+            running_count=Count("instances", filter=present & Q(instances__status="Running")),
+        )
+    )
+
+
 @login_required
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
-    hosts = list(Host.objects.all())
+    hosts = fleet()
     context = {
         "hosts": hosts,
         "local_socket": local_lxd_socket(),
@@ -46,7 +56,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(request, "panel/dashboard.html", context)
 
 
-@staff_member_required
+@login_required
+@admin_required
 @require_POST
 def add_local_host(request: HttpRequest) -> HttpResponse:
     socket_path = local_lxd_socket()
@@ -56,9 +67,9 @@ def add_local_host(request: HttpRequest) -> HttpResponse:
     name = "local" if not Host.objects.filter(name="local").exists() else "local-socket"
     with transaction.atomic():
         host = Host.objects.create(name=name, endpoint=socket_path)
-        refresh_host.delay_on_commit(host.pk)
+        sync_host.delay_on_commit(host.pk)
     messages.success(request, f"Added {host.name} ({socket_path}); contacting it now.")
-    return redirect("dashboard")
+    return redirect("host-detail", pk=host.pk)
 
 
 @require_GET

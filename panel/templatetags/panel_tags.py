@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from django import template
+
+register = template.Library()
+
+
+@register.filter
+def ns_as_seconds(nanoseconds: int) -> str:
+    """CPU time as `lxc info` shows it: whole seconds."""
+    return f"{int(nanoseconds or 0) // 1_000_000_000}s"
+
+
+@register.filter
+def status_class(status: str) -> str:
+    """A CSS class for an instance status; the status word is always shown beside it."""
+    return (status or "unknown").lower()

@@ -1,0 +1,1 @@
+"""Views read the database and enqueue work; they never talk to LXD."""
