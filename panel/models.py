@@ -3,6 +3,8 @@ learned from it, plus what only the panel knows (who asked, when, what happened)
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
@@ -183,3 +185,112 @@ class InstanceLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.instance}: {self.filename}"
+
+
+class OperationQuerySet(models.QuerySet):
+    def active(self) -> OperationQuerySet:
+        return self.filter(status__in=Operation.ACTIVE)
+
+
+class Operation(models.Model):
+    """One piece of work on a container (snapshot, restore, stop, migrate...) and its outcome.
+
+    The database is the source of truth: LXD forgets finished operations after seconds,
+    Celery's result backend is not used, and these rows are kept forever.
+    """
+
+    class Kind(models.TextChoices):
+        SNAPSHOT = "snapshot", "Snapshot"
+        STATEFUL_SNAPSHOT = "stateful_snapshot", "Stateful snapshot"
+        RESTORE = "restore", "Restore snapshot"
+        DELETE_SNAPSHOT = "delete_snapshot", "Delete snapshot"
+        START = "start", "Start"
+        STOP = "stop", "Stop"
+        RESTART = "restart", "Restart"
+        STATEFUL_STOP = "stateful_stop", "Stateful stop"
+        START_FRESH = "start_fresh", "Start without saved state"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        INTERRUPTED = "interrupted", "Interrupted"
+        CANCELLED = "cancelled", "Cancelled"
+
+    ACTIVE = (Status.PENDING, Status.RUNNING)
+
+    kind = models.CharField(max_length=32, choices=Kind)
+    instance = models.ForeignKey(
+        Instance, on_delete=models.SET_NULL, null=True, related_name="operations"
+    )
+    instance_name = models.CharField(max_length=63, help_text="Kept when the row is gone.")
+    source_host = models.ForeignKey(
+        Host, on_delete=models.SET_NULL, null=True, related_name="operations_from"
+    )
+    target_host = models.ForeignKey(
+        Host, on_delete=models.SET_NULL, null=True, blank=True, related_name="operations_to"
+    )
+    requested_by = models.ForeignKey(
+        "auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="operations"
+    )
+    params = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status, default=Status.PENDING, db_index=True)
+    stage = models.CharField(max_length=64, blank=True)
+    progress_text = models.CharField(max_length=500, blank=True)
+    progress_fraction = models.FloatField(null=True, blank=True)
+    lxd_operation_ids = models.JSONField(default=list, blank=True)
+    may_cancel = models.BooleanField(default=False)
+    cancel_requested = models.BooleanField(default=False)
+    queued_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True, help_text="The error as LXD gave it.")
+    outcome = models.TextField(blank=True, help_text="What happened, in plain words.")
+    container_state_after = models.CharField(max_length=32, blank=True)
+
+    objects = OperationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-queued_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["instance"],
+                condition=models.Q(status__in=["pending", "running"]),
+                name="one_active_operation_per_instance",
+                violation_error_message="This container already has an active operation.",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.get_kind_display()} {self.instance_name}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    @property
+    def duration(self) -> dt.timedelta | None:
+        if self.started_at is None:
+            return None
+        return (self.finished_at or timezone.now()) - self.started_at
+
+    def log(self, message: str, stage: str = "") -> None:
+        """Add a line to the operation's timeline."""
+        self.events.create(stage=stage or self.stage, message=message[:2000])
+
+
+class OperationEvent(models.Model):
+    """One line of an operation's timeline: a stage entered, a fact learned, an error."""
+
+    operation = models.ForeignKey(Operation, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(default=timezone.now)
+    stage = models.CharField(max_length=64, blank=True)
+    message = models.TextField()
+
+    class Meta:
+        ordering = ["at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%H:%M:%S} {self.stage}: {self.message[:60]}"

@@ -160,3 +160,7 @@ LOGGING = {
         ),
     },
 }
+
+# The longest a single LXD operation (a checkpoint, a restore) may run before the worker
+# cancels it where LXD allows, and reports it.
+OPERATION_TIMEOUT_SECONDS = env.int("PANEL_OPERATION_TIMEOUT_SECONDS", 900, minimum=10)

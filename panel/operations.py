@@ -1,0 +1,51 @@
+"""Asking for an operation: one transaction, one active operation per container, enqueued
+after commit with the row's id."""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from panel.models import Instance, Operation
+from workers.operations import run_operation
+
+
+class Busy(Exception):
+    """The container already has an active operation."""
+
+    def __init__(self, active: Operation | None) -> None:
+        self.active = active
+        if active is None:
+            super().__init__("busy: another operation on this container has just started")
+            return
+        since = timezone.localtime(active.started_at or active.queued_at)
+        super().__init__(
+            f"busy: operation #{active.pk} ({active.get_kind_display().lower()}) "
+            f"is {active.get_status_display().lower()} since {since:%H:%M}"
+        )
+
+
+def request_operation(instance: Instance, kind: str, user, params: dict | None = None) -> Operation:
+    """Create the pending Operation and enqueue it, or raise Busy naming the active one.
+
+    The partial unique index `one_active_operation_per_instance` is the real guard: two
+    requests racing past the check still cannot both insert.
+    """
+    try:
+        with transaction.atomic():
+            active = Operation.objects.active().filter(instance=instance).first()
+            if active is not None:
+                raise Busy(active)
+            operation = Operation.objects.create(
+                kind=kind,
+                instance=instance,
+                instance_name=instance.name,
+                source_host=instance.host,
+                requested_by=user if user and user.is_authenticated else None,
+                params=params or {},
+            )
+            operation.log(f"Requested by {user}.", "queued")
+            run_operation.delay_on_commit(operation.pk)
+    except IntegrityError:
+        raise Busy(Operation.objects.active().filter(instance=instance).first()) from None
+    return operation

@@ -1,0 +1,55 @@
+"""Test-side tools for the lab: the `lxc` client on a lab host's unix socket, for setting up
+and for checking the truth independently of the panel (never used by the panel itself)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+from panel import lxd
+
+
+def lxc(lab_host: dict, *args: str, check: bool = True, timeout: float = 120) -> str:
+    result = subprocess.run(
+        ["lxc", *args],
+        env={**os.environ, "LXD_DIR": lab_host["lxd_dir"]},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"lxc {' '.join(args)} on {lab_host['name']}: {result.stderr}")
+    return result.stdout
+
+
+def unique_name(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def launch_counter(lab: dict, lab_host: dict, name: str) -> None:
+    lxc(lab_host, "launch", lab["image_alias"], name)
+
+
+def instance_status(lab_host: dict, name: str) -> str | None:
+    listing = json.loads(lxc(lab_host, "list", "--format", "json", name))
+    matching = [item for item in listing if item["name"] == name]
+    return matching[0]["status"] if matching else None
+
+
+def server_fingerprint(lab_host: dict) -> str:
+    return json.loads(lxc(lab_host, "query", "/1.0"))["environment"]["certificate_fingerprint"]
+
+
+def new_trust_token(lab_host: dict) -> str:
+    name = unique_name("panel-test")
+    lxc(lab_host, "config", "trust", "add", "--name", name)
+    tokens = lxc(lab_host, "config", "trust", "list-tokens", "--format", "csv").splitlines()
+    return next(line.split(",")[1] for line in tokens if line.startswith(f"{name},"))
+
+
+def untrust_certificate(lab_host: dict, cert_path: str) -> None:
+    fingerprint = lxd.certificate_fingerprint(Path(cert_path).read_text())
+    lxc(lab_host, "config", "trust", "remove", fingerprint, check=False)

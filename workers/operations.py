@@ -1,0 +1,224 @@
+"""Container operations: snapshots, restore, start/stop, stateful stop.
+
+Each kind is a plain function: start LXD's call without waiting, follow it, then verify the
+outcome against LXD itself. Failures are told the way the checkpoint/restore announcement
+tells them: a failed dump leaves the container running; a failed restore may leave it stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from panel import lxd
+from panel.models import Operation
+from workers.celery import app
+from workers.hosts import sync_host
+from workers.runner import OperationFailed, Tracker, run
+
+
+def container_state(tracker: Tracker, name: str) -> dict | None:
+    return lxd.instance_summary(tracker.target, name)
+
+
+def describe_state(summary: dict | None) -> str:
+    if summary is None:
+        return "GONE"
+    return summary["status"].upper() + (" with saved state" if summary["stateful"] else "")
+
+
+def fail(tracker: Tracker, headline: str, error: str, advice: dict[str, str]) -> OperationFailed:
+    """An OperationFailed whose words depend on the state LXD reports now."""
+    summary = container_state(tracker, tracker.operation.instance_name)
+    state = describe_state(summary)
+    status = summary["status"] if summary else "Gone"
+    return OperationFailed(f"{headline} {advice.get(status, advice['other'])}", error, state)
+
+
+def snapshot(operation: Operation) -> str:
+    tracker, params = Tracker(operation), operation.params
+    stateful = operation.kind == Operation.Kind.STATEFUL_SNAPSHOT
+    name, snap = operation.instance_name, params["snapshot"]
+    what = "stateful snapshot" if stateful else "snapshot"
+    tracker.enter("checkpointing" if stateful else "snapshotting", f"Taking {what} {snap!r}.")
+    expires = lxd.parse_time(params.get("expires_at"))
+    state = tracker.follow(lxd.start_snapshot(tracker.target, name, snap, stateful, expires))
+    if state is not None and state.status != "Success":
+        headline = "Checkpoint failed" if stateful else "Snapshot failed"
+        raise fail(
+            tracker,
+            f"{headline}.",
+            state.error,
+            {
+                "Running": "The container is still running; nothing was lost. CRIU's dump log is "
+                "in the container's log files and in the bug bundle.",
+                "other": "The container is no longer running: start it from the container page.",
+            },
+        )
+    tracker.enter("verifying", "Checking the snapshot on LXD.")
+    summary = container_state(tracker, name)
+    taken = [s for s in (summary or {}).get("snapshots", []) if s["name"] == snap]
+    if not taken:
+        raise OperationFailed(
+            f"LXD reported success but snapshot {snap!r} does not exist.",
+            state_after=describe_state(summary),
+        )
+    if stateful and not taken[0]["stateful"]:
+        raise OperationFailed(
+            f"Snapshot {snap!r} exists but is not stateful.", state_after=describe_state(summary)
+        )
+    operation.container_state_after = describe_state(summary)
+    kind = "Stateful snapshot" if stateful else "Snapshot"
+    return f"{kind} {snap!r} taken; the container is {describe_state(summary)}."
+
+
+def restore(operation: Operation) -> str:
+    tracker, params = Tracker(operation), operation.params
+    name, snap, stateful = operation.instance_name, params["snapshot"], params["stateful"]
+    what = "running state and filesystem" if stateful else "filesystem only"
+    tracker.enter("restoring", f"Restoring {name} to {snap!r} ({what}).")
+    state = tracker.follow(lxd.start_restore(tracker.target, name, snap, stateful))
+    if state is not None and state.status != "Success":
+        raise fail(
+            tracker,
+            "Restore failed.",
+            state.error,
+            {
+                "Stopped": "The container is STOPPED. Start it without the saved state, or retry "
+                "the restore; the snapshot itself is unchanged.",
+                "Running": "The container is still running as it was before.",
+                "other": "Check the container's state on its page.",
+            },
+        )
+    tracker.enter("verifying", "Checking the container's state on LXD.")
+    summary = container_state(tracker, name)
+    operation.container_state_after = describe_state(summary)
+    if stateful and (summary is None or summary["status"] != "Running"):
+        raise OperationFailed(
+            f"LXD reported success but the container is {describe_state(summary)}, not running.",
+            state_after=describe_state(summary),
+        )
+    return f"Restored {snap!r} ({what}); the container is {describe_state(summary)}."
+
+
+def delete_snapshot(operation: Operation) -> str:
+    tracker, snap = Tracker(operation), operation.params["snapshot"]
+    tracker.enter("deleting", f"Deleting snapshot {snap!r}.")
+    state = tracker.follow(lxd.start_delete_snapshot(tracker.target, operation.instance_name, snap))
+    if state is not None and state.status != "Success":
+        raise OperationFailed(f"Deleting snapshot {snap!r} failed.", state.error)
+    summary = container_state(tracker, operation.instance_name)
+    if any(s["name"] == snap for s in (summary or {}).get("snapshots", [])):
+        raise OperationFailed(f"LXD reported success but snapshot {snap!r} still exists.")
+    return f"Snapshot {snap!r} deleted."
+
+
+# What each state change asks of LXD, the status it promises, and what to say on failure.
+STATE_CHANGES: dict[str, dict] = {
+    Operation.Kind.START: {"action": "start", "expect": "Running", "stage": "starting"},
+    Operation.Kind.START_FRESH: {
+        "action": "start",
+        "expect": "Running",
+        "stage": "starting",
+        "stateful": False,
+    },
+    Operation.Kind.STOP: {"action": "stop", "expect": "Stopped", "stage": "stopping"},
+    Operation.Kind.RESTART: {"action": "restart", "expect": "Running", "stage": "restarting"},
+    Operation.Kind.STATEFUL_STOP: {
+        "action": "stop",
+        "expect": "Stopped",
+        "stage": "checkpointing",
+        "stateful": True,
+    },
+}
+
+
+def change_state(operation: Operation) -> str:
+    tracker, change = Tracker(operation), STATE_CHANGES[operation.kind]
+    name = operation.instance_name
+    before = container_state(tracker, name)
+    if before is None:
+        raise OperationFailed(f"{name} does not exist on {operation.source_host} any more.")
+    restoring = change["action"] == "start" and before["stateful"] and "stateful" not in change
+    stateful = change.get("stateful", restoring)
+    stage = "restoring" if restoring else change["stage"]
+    how = " from its saved state" if restoring else ""
+    if operation.kind == Operation.Kind.STATEFUL_STOP:
+        how = " statefully (CRIU checkpoints it to disk)"
+    tracker.enter(stage, f"Asking LXD to {change['action']} {name}{how}.")
+    lxd_operation = lxd.start_state_change(tracker.target, name, change["action"], stateful)
+    state = tracker.follow(lxd_operation)
+    if state is not None and state.status != "Success":
+        raise state_change_failure(tracker, operation, restoring, state.error)
+    tracker.enter("verifying", "Checking the container's state on LXD.")
+    after = container_state(tracker, name)
+    operation.container_state_after = describe_state(after)
+    if after is None or after["status"] != change["expect"]:
+        raise OperationFailed(
+            f"LXD reported success but the container is {describe_state(after)}, "
+            f"not {change['expect'].upper()}.",
+            state_after=describe_state(after),
+        )
+    if operation.kind == Operation.Kind.STATEFUL_STOP and not after["stateful"]:
+        raise OperationFailed(
+            "The container stopped but LXD kept no saved state.", state_after=describe_state(after)
+        )
+    return {
+        Operation.Kind.STATEFUL_STOP: "Stopped with its state saved: starting it restores it.",
+        Operation.Kind.START_FRESH: "Started without the saved state (it was discarded).",
+    }.get(
+        operation.kind,
+        f"The container is {describe_state(after)}"
+        + (", restored from its saved state." if restoring else "."),
+    )
+
+
+def state_change_failure(tracker: Tracker, operation: Operation, restoring: bool, error: str):
+    if operation.kind == Operation.Kind.STATEFUL_STOP:
+        return fail(
+            tracker,
+            "Checkpoint failed.",
+            error,
+            {
+                "Running": "The container is still running; nothing was lost.",
+                "other": "The container is no longer running: start it from the container page.",
+            },
+        )
+    if restoring:
+        return fail(
+            tracker,
+            "Restoring the saved state failed.",
+            error,
+            {
+                "Stopped": "The container is STOPPED. Start it without the saved state "
+                "(the checkpoint is discarded), or retry.",
+                "other": "Check the container's state on its page.",
+            },
+        )
+    return fail(
+        tracker,
+        f"{operation.get_kind_display()} failed.",
+        error,
+        {
+            "other": "The container was left as LXD has it.",
+        },
+    )
+
+
+WORK: dict[str, Callable[[Operation], str]] = {
+    Operation.Kind.SNAPSHOT: snapshot,
+    Operation.Kind.STATEFUL_SNAPSHOT: snapshot,
+    Operation.Kind.RESTORE: restore,
+    Operation.Kind.DELETE_SNAPSHOT: delete_snapshot,
+    **{kind: change_state for kind in STATE_CHANGES},
+}
+
+
+@app.task
+def run_operation(operation_id: int) -> None:
+    kind = Operation.objects.filter(pk=operation_id).values_list("kind", flat=True).first()
+    if kind is None:
+        return
+    operation = run(operation_id, WORK[kind])
+    if operation is not None and operation.source_host_id:
+        # Whatever happened, the inventory should show the container's true state now.
+        sync_host.delay(operation.source_host_id)

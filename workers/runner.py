@@ -1,0 +1,162 @@
+"""The one runner every operation goes through: claim, run, record the truth.
+
+Expected failures (LXD said no, the container is in a state we can describe) are raised as
+`OperationFailed` with plain words for the user; anything else is a bug in the panel and is
+recorded as such, with the container state still described where we can.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from django.conf import settings
+from django.utils import timezone
+
+from panel import lxd
+from panel.models import Operation
+from workers.hosts import target_for
+
+logger = logging.getLogger(__name__)
+
+
+class OperationFailed(Exception):
+    """The operation failed in a way we understand: `outcome` says it for the user."""
+
+    def __init__(self, outcome: str, error: str = "", state_after: str = "") -> None:
+        super().__init__(outcome)
+        self.outcome, self.error, self.state_after = outcome, error, state_after
+
+
+class OperationCancelled(Exception):
+    """The user asked to cancel and LXD (or the queue) let us."""
+
+
+def run(operation_id: int, work: Callable[[Operation], str]) -> Operation | None:
+    """Claim a pending operation and run `work` on it; returns it when this call ran it.
+
+    The claim is one conditional UPDATE: a redelivered or duplicated task finds the row no
+    longer pending and does nothing, so no LXD action is ever started twice.
+    """
+    now = timezone.now()
+    claimed = Operation.objects.filter(pk=operation_id, status=Operation.Status.PENDING).update(
+        status=Operation.Status.RUNNING, started_at=now, heartbeat_at=now, stage="starting"
+    )
+    if not claimed:
+        logger.info("operation %s is not pending any more; not running it again", operation_id)
+        return None
+    operation = Operation.objects.select_related("instance", "source_host", "target_host").get(
+        pk=operation_id
+    )
+    operation.log("A worker started the operation.")
+    try:
+        outcome = work(operation)
+    except OperationFailed as failure:
+        finish(
+            operation, Operation.Status.FAILED, failure.outcome, failure.error, failure.state_after
+        )
+    except OperationCancelled as cancelled:
+        finish(operation, Operation.Status.CANCELLED, str(cancelled))
+    except lxd.LXDError as error:
+        finish(
+            operation,
+            Operation.Status.FAILED,
+            "The panel could not talk to LXD; the container was left as LXD has it.",
+            str(error),
+        )
+    except Exception as error:
+        logger.exception("operation %s crashed", operation_id)
+        finish(
+            operation,
+            Operation.Status.FAILED,
+            "The panel hit an unexpected error (a bug); the container was left as LXD has it.",
+            f"{error.__class__.__name__}: {error}",
+        )
+    else:
+        finish(operation, Operation.Status.SUCCEEDED, outcome)
+    return operation
+
+
+def finish(
+    operation: Operation, status: str, outcome: str, error: str = "", state_after: str = ""
+) -> None:
+    operation.status, operation.outcome, operation.error = status, outcome, error
+    operation.container_state_after = state_after or operation.container_state_after
+    operation.finished_at = timezone.now()
+    operation.may_cancel = False
+    operation.stage = "done" if status == Operation.Status.SUCCEEDED else status
+    operation.save()
+    operation.log(
+        f"{operation.get_status_display()}: {outcome}" + (f" LXD: {error}" if error else "")
+    )
+
+
+class Tracker:
+    """Follows one LXD operation and copies what it learns into the row at a bounded rate."""
+
+    WRITE_INTERVAL = 1.0
+
+    def __init__(self, operation: Operation) -> None:
+        self.operation = operation
+        self.target = target_for(operation.source_host)
+        self._last_write = 0.0
+
+    def enter(self, stage: str, message: str) -> None:
+        self.operation.stage = stage
+        self.operation.progress_text, self.operation.progress_fraction = "", None
+        self.operation.save(update_fields=["stage", "progress_text", "progress_fraction"])
+        self.operation.log(message, stage)
+
+    def follow(self, operation_id: str, timeout: float | None = None) -> lxd.OperationState | None:
+        """Poll until LXD's operation ends; None when LXD already forgot it (it keeps
+        finished operations only seconds), in which case the caller checks the outcome."""
+        Operation.objects.filter(pk=self.operation.pk).update(
+            lxd_operation_ids=[*self.operation.lxd_operation_ids, operation_id]
+        )
+        self.operation.lxd_operation_ids.append(operation_id)
+        deadline = time.monotonic() + (timeout or settings.OPERATION_TIMEOUT_SECONDS)
+        told_not_cancellable = False
+        while True:
+            state = lxd.wait_operation(self.target, operation_id, seconds=1)
+            if state is None or state.finished:
+                return state
+            self._record(state)
+            if self._cancel_requested():
+                if state.may_cancel:
+                    lxd.cancel_operation(self.target, operation_id)
+                    self.operation.log("Cancel requested: asked LXD to cancel its operation.")
+                elif not told_not_cancellable:
+                    self.operation.log(
+                        "Cancel requested, but LXD says this step cannot be cancelled."
+                    )
+                    told_not_cancellable = True
+            if time.monotonic() > deadline:
+                self._give_up(operation_id, state)
+
+    def _record(self, state: lxd.OperationState) -> None:
+        now = time.monotonic()
+        if now - self._last_write < self.WRITE_INTERVAL:
+            return
+        self._last_write = now
+        Operation.objects.filter(pk=self.operation.pk).update(
+            progress_text=state.progress_text[:500],
+            may_cancel=state.may_cancel,
+            heartbeat_at=timezone.now(),
+        )
+
+    def _cancel_requested(self) -> bool:
+        return Operation.objects.filter(pk=self.operation.pk, cancel_requested=True).exists()
+
+    def _give_up(self, operation_id: str, state: lxd.OperationState) -> None:
+        if state.may_cancel:
+            lxd.cancel_operation(self.target, operation_id)
+        raise OperationFailed(
+            f"LXD's operation did not finish within {settings.OPERATION_TIMEOUT_SECONDS} s; "
+            + (
+                "the panel cancelled it."
+                if state.may_cancel
+                else "it could not be cancelled and may still be running on the host."
+            ),
+            error=f"operation {operation_id} still {state.status}",
+        )
