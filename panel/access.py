@@ -7,11 +7,20 @@ from functools import wraps
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404
 
-from panel.models import Host, Instance
+from panel.models import Host, Instance, Operation
+
+OPERATORS_GROUP = "operators"
 
 
 def can_manage_hosts(user) -> bool:
     return user.is_authenticated and (user.is_staff or user.is_superuser)
+
+
+def can_operate(user) -> bool:
+    """Operators (and admins) run operations; everyone else only looks."""
+    if not user.is_authenticated:
+        return False
+    return can_manage_hosts(user) or user.groups.filter(name=OPERATORS_GROUP).exists()
 
 
 def admin_required(view):
@@ -33,5 +42,17 @@ def get_host(request, pk: int, manage: bool = False) -> Host:
     return host
 
 
-def get_instance(request, pk: int) -> Instance:
-    return get_object_or_404(Instance.objects.select_related("host"), pk=pk)
+def get_instance(request, pk: int, operate: bool = False) -> Instance:
+    instance = get_object_or_404(Instance.objects.select_related("host"), pk=pk)
+    if operate and not can_operate(request.user):
+        raise PermissionDenied("Only operators can run operations.")
+    return instance
+
+
+def get_operation(request, pk: int, operate: bool = False) -> Operation:
+    operation = get_object_or_404(
+        Operation.objects.select_related("source_host", "target_host", "requested_by"), pk=pk
+    )
+    if operate and not can_operate(request.user):
+        raise PermissionDenied("Only operators can change operations.")
+    return operation

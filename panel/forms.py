@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import re
 from urllib.parse import urlsplit
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.utils import timezone
 
-from panel.models import Host, lxd_name_validator
+from panel.models import Host, Instance, Operation, lxd_name_validator
 
 HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
                       r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")  # fmt: skip
@@ -102,3 +105,86 @@ class ConfirmHostForm(forms.Form):
                 "trusted; fetch it again and compare the new fingerprint."
             )
         return fingerprint
+
+
+SNAPSHOT_NAME = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
+    "Use 1 to 63 letters, digits, '.', '_' and '-', starting with a letter or digit.",
+)
+EXPIRY_CHOICES = [("", "Never"), ("1h", "In 1 hour"), ("1d", "In 1 day"), ("7d", "In 7 days"),
+                  ("30d", "In 30 days")]  # fmt: skip
+EXPIRY_DELTAS = {"1h": dt.timedelta(hours=1), "1d": dt.timedelta(days=1),
+                 "7d": dt.timedelta(days=7), "30d": dt.timedelta(days=30)}  # fmt: skip
+
+
+class OperationForm(forms.Form):
+    """What the container page posts: the kind, and the few parameters some kinds take."""
+
+    kind = forms.ChoiceField(choices=Operation.Kind.choices)
+    snapshot = forms.CharField(max_length=63, required=False, validators=[SNAPSHOT_NAME])
+    expires_in = forms.ChoiceField(choices=EXPIRY_CHOICES, required=False)
+    restore_mode = forms.ChoiceField(
+        choices=[("stateful", "Running state and filesystem"), ("filesystem", "Filesystem only")],
+        required=False,
+    )
+
+    def __init__(self, *args, instance: Instance, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.instance = instance
+
+    def clean(self) -> dict:
+        data = super().clean()
+        kind = data.get("kind")
+        if kind is None:
+            return data
+        refusal = precondition_refusal(self.instance, kind, data.get("snapshot") or "")
+        if refusal:
+            raise ValidationError(refusal)
+        return data
+
+    def params(self) -> dict:
+        """The operation's parameters, complete (defaults filled in)."""
+        data, kind = self.cleaned_data, self.cleaned_data["kind"]
+        if kind in (Operation.Kind.SNAPSHOT, Operation.Kind.STATEFUL_SNAPSHOT):
+            name = data["snapshot"] or f"snap-{timezone.now():%Y%m%d-%H%M%S}"
+            params = {"snapshot": name}
+            if data.get("expires_in"):
+                params["expires_at"] = (
+                    timezone.now() + EXPIRY_DELTAS[data["expires_in"]]
+                ).isoformat()
+            return params
+        if kind == Operation.Kind.RESTORE:
+            snapshot = self.instance.snapshots.get(name=data["snapshot"])
+            stateful = snapshot.stateful and data.get("restore_mode") != "filesystem"
+            return {"snapshot": snapshot.name, "stateful": stateful}
+        if kind == Operation.Kind.DELETE_SNAPSHOT:
+            return {"snapshot": data["snapshot"]}
+        return {}
+
+
+STATEFUL_KINDS = {Operation.Kind.STATEFUL_SNAPSHOT, Operation.Kind.STATEFUL_STOP}
+NEEDS_RUNNING = {Operation.Kind.STATEFUL_SNAPSHOT, Operation.Kind.STOP, Operation.Kind.RESTART,
+                 Operation.Kind.STATEFUL_STOP}  # fmt: skip
+NEEDS_STOPPED = {Operation.Kind.START, Operation.Kind.START_FRESH}
+
+
+def precondition_refusal(instance: Instance, kind: str, snapshot: str) -> str:
+    """Why this operation cannot be asked for now, or '' when it can."""
+    if instance.gone_at is not None:
+        return "This container is no longer on its host."
+    if kind in NEEDS_RUNNING and instance.status != "Running":
+        return f"The container is {instance.status.upper()}; this needs it RUNNING."
+    if kind in NEEDS_STOPPED and instance.status != "Stopped":
+        return f"The container is {instance.status.upper()}; this needs it STOPPED."
+    if kind == Operation.Kind.START_FRESH and not instance.stateful:
+        return "The container has no saved state to discard; use Start."
+    if kind in STATEFUL_KINDS or (kind == Operation.Kind.START and instance.stateful):
+        capability = instance.host.capability("stateful_stop")
+        if not capability.allowed:
+            return f"{instance.host.name} cannot do this: {capability.reason}"
+    snapshot_exists = bool(snapshot) and instance.snapshots.filter(name=snapshot).exists()
+    if kind in (Operation.Kind.SNAPSHOT, Operation.Kind.STATEFUL_SNAPSHOT) and snapshot_exists:
+        return f"A snapshot named {snapshot!r} already exists."
+    if kind in (Operation.Kind.RESTORE, Operation.Kind.DELETE_SNAPSHOT) and not snapshot_exists:
+        return f"There is no snapshot named {snapshot!r} on this container."
+    return ""

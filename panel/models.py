@@ -86,6 +86,9 @@ class Host(models.Model):
     def capabilities(self) -> list[Capability]:
         return host_capabilities(self.facts, https=not self.is_local_socket)
 
+    def capability(self, key: str) -> Capability:
+        return next(c for c in self.capabilities if c.key == key)
+
     def record_contact(self, facts: dict) -> None:
         """Store what LXD just told us about itself."""
         self.facts = facts

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from panel.views import dashboard, hosts, instances
+from panel.views import dashboard, hosts, instances, operations
 
 urlpatterns = [
     path("", dashboard.dashboard, name="dashboard"),
@@ -20,6 +20,15 @@ urlpatterns = [
         "containers/<int:pk>/logs/fetch/", instances.instance_fetch_logs, name="instance-logs-fetch"
     ),
     path("containers/<int:pk>/logs/<int:log_pk>/", instances.instance_log, name="instance-log"),
+    path(
+        "containers/<int:pk>/operations/",
+        operations.instance_operation,
+        name="instance-operation",
+    ),
+    path("operations/", operations.operation_list, name="operation-list"),
+    path("operations/<int:pk>/", operations.operation_detail, name="operation-detail"),
+    path("operations/<int:pk>/progress/", operations.operation_progress, name="operation-progress"),
+    path("operations/<int:pk>/cancel/", operations.operation_cancel, name="operation-cancel"),
     path("healthz", dashboard.health, name="health"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),

@@ -129,3 +129,19 @@ def lab() -> dict:
             pytest.fail(message)
         pytest.skip(message)
     return json.loads(state_file.read_text())
+
+
+@pytest.fixture
+def operator_user(django_user_model):
+    from django.contrib.auth.models import Group
+
+    from panel.access import OPERATORS_GROUP
+
+    user = django_user_model.objects.create_user("otto", password="s3cret-pass-word")
+    user.groups.add(Group.objects.get_or_create(name=OPERATORS_GROUP)[0])
+    return user
+
+
+@pytest.fixture
+def operator_client(operator_user):
+    return logged_in_client(operator_user)

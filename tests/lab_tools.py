@@ -53,3 +53,26 @@ def new_trust_token(lab_host: dict) -> str:
 def untrust_certificate(lab_host: dict, cert_path: str) -> None:
     fingerprint = lxd.certificate_fingerprint(Path(cert_path).read_text())
     lxc(lab_host, "config", "trust", "remove", fingerprint, check=False)
+
+
+def read_file(lab_host: dict, name: str, path: str) -> str:
+    return lxc(lab_host, "file", "pull", f"{name}{path}", "-").strip()
+
+
+def read_counter(lab_host: dict, name: str) -> int:
+    return int(read_file(lab_host, name, "/tmp/counter") or 0)
+
+
+def read_boot_id(lab_host: dict, name: str) -> str:
+    """A random id the counter image writes once per boot: unchanged after a real restore."""
+    return read_file(lab_host, name, "/tmp/boot")
+
+
+def set_criu(lab_host: dict, mode: str) -> None:
+    """`fixed` (CRIU 4.1.1 via the shim) or `stock` (Debian 12's, which fails at dump)."""
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run(
+        ["python3", str(root / "lab" / "lab.py"), "criu", lab_host["name"], mode],
+        check=True,
+        capture_output=True,
+    )

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from panel import lxd
 from panel.models import Operation
 from workers.celery import app
-from workers.hosts import sync_host
+from workers.hosts import fetch_logs, sync_host
 from workers.runner import OperationFailed, Tracker, run
 
 
@@ -27,11 +27,34 @@ def describe_state(summary: dict | None) -> str:
 
 
 def fail(tracker: Tracker, headline: str, error: str, advice: dict[str, str]) -> OperationFailed:
-    """An OperationFailed whose words depend on the state LXD reports now."""
-    summary = container_state(tracker, tracker.operation.instance_name)
+    """An OperationFailed whose words depend on the state LXD reports now, with CRIU's own
+    error lines added to LXD's terse message ('snapshot dump failed')."""
+    operation = tracker.operation
+    summary = container_state(tracker, operation.instance_name)
     state = describe_state(summary)
     status = summary["status"] if summary else "Gone"
+    criu = criu_error_lines(operation) if summary is not None else ""
+    if criu:
+        operation.log(f"CRIU's log says:\n{criu}", "diagnosing")
+        error = f"{error}\n\nFrom CRIU's log:\n{criu}"
     return OperationFailed(f"{headline} {advice.get(status, advice['other'])}", error, state)
+
+
+CRIU_LOG_PREFIXES = ("snapshot_dump_", "snapshot_restore_", "migration_dump_", "migration_restore_")
+
+
+def criu_error_lines(operation: Operation, limit: int = 12) -> str:
+    """Fetch the container's logs into the panel and return the newest CRIU log's errors."""
+    if operation.instance is None:
+        return ""
+    fetch_logs(operation.instance)
+    criu_logs = [log for log in operation.instance.logs.all()
+                 if log.filename.startswith(CRIU_LOG_PREFIXES)]  # fmt: skip
+    if not criu_logs:
+        return ""
+    newest = max(criu_logs, key=lambda log: log.filename)
+    errors = [line for line in newest.content.splitlines() if "Error" in line]
+    return f"{newest.filename}:\n" + "\n".join(errors[-limit:]) if errors else ""
 
 
 def snapshot(operation: Operation) -> str:
@@ -83,8 +106,8 @@ def restore(operation: Operation) -> str:
             "Restore failed.",
             state.error,
             {
-                "Stopped": "The container is STOPPED. Start it without the saved state, or retry "
-                "the restore; the snapshot itself is unchanged.",
+                "Stopped": "The container is STOPPED. Start it (it boots afresh), or retry the "
+                "restore; the snapshot itself is unchanged.",
                 "Running": "The container is still running as it was before.",
                 "other": "Check the container's state on its page.",
             },

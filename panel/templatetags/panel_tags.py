@@ -15,3 +15,13 @@ def ns_as_seconds(nanoseconds: int) -> str:
 def status_class(status: str) -> str:
     """A CSS class for an instance status; the status word is always shown beside it."""
     return (status or "unknown").lower()
+
+
+@register.filter
+def seconds(duration) -> str:
+    """A timedelta as '12.3 s' or '4 min 05 s'."""
+    total = duration.total_seconds()
+    if total < 60:
+        return f"{total:.1f} s"
+    minutes, rest = divmod(int(total), 60)
+    return f"{minutes} min {rest:02d} s"

@@ -13,7 +13,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from panel.access import admin_required
-from panel.models import Host
+from panel.models import Host, Operation
 from workers.hosts import sync_host
 
 
@@ -45,8 +45,13 @@ def fleet() -> list[Host]:
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
     hosts = fleet()
+    operations = Operation.objects.select_related("source_host", "target_host", "requested_by")
     context = {
         "hosts": hosts,
+        "recent_operations": operations[:10],
+        "recent_failures": operations.filter(
+            status__in=[Operation.Status.FAILED, Operation.Status.INTERRUPTED]
+        )[:5],
         "local_socket": local_lxd_socket(),
         # Poll only while a host has not answered yet; the fragment stops itself after.
         "waiting_for_contact": any(host.status == Host.Status.UNKNOWN for host in hosts),

@@ -10,8 +10,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from panel.access import get_instance
+from panel.access import can_operate, get_instance
+from panel.forms import EXPIRY_CHOICES
 from panel.models import Host, Instance
+from panel.risks import checkpoint_risks
 from workers.hosts import fetch_logs_task
 
 PAGE_SIZE = 100
@@ -51,11 +53,18 @@ def instance_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 def instance_detail(request: HttpRequest, pk: int) -> HttpResponse:
     instance = get_instance(request, pk)
+    operations = instance.operations.select_related("source_host", "requested_by")
     context = {
         "instance": instance,
         "snapshots": instance.snapshots.all(),
         "logs": instance.logs.all(),
         "config_yaml": config_as_yaml(instance),
+        "active": operations.active().first(),
+        "recent_operations": operations[:5],
+        "risks": checkpoint_risks(instance.expanded_config, instance.expanded_devices),
+        "stateful_capability": instance.host.capability("stateful_stop"),
+        "can_operate": can_operate(request.user),
+        "expiry_choices": EXPIRY_CHOICES,
     }
     if request.htmx:
         return render(request, "panel/instances/detail.html#instance-info", context)

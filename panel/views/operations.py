@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.html import format_html
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseStopPolling
+
+from panel.access import can_operate, get_instance, get_operation
+from panel.forms import OperationForm
+from panel.models import Host, Operation
+from panel.operations import Busy, request_operation
+
+PAGE_SIZE = 50
+
+
+@login_required
+@require_POST
+def instance_operation(request: HttpRequest, pk: int) -> HttpResponse:
+    """Every button on the container page posts here with its kind."""
+    instance = get_instance(request, pk, operate=True)
+    form = OperationForm(request.POST, instance=instance)
+    if not form.is_valid():
+        errors = "; ".join(error for errors in form.errors.values() for error in errors)
+        messages.error(request, f"Not started: {errors}")
+        return redirect("instance-detail", pk=instance.pk)
+    try:
+        operation = request_operation(
+            instance, form.cleaned_data["kind"], request.user, form.params()
+        )
+    except Busy as busy:
+        link = reverse("operation-detail", kwargs={"pk": busy.active.pk}) if busy.active else ""
+        messages.error(request, format_html('{} <a href="{}">Follow it</a>.', busy, link))
+        return redirect("instance-detail", pk=instance.pk)
+    return redirect("operation-detail", pk=operation.pk)
+
+
+@login_required
+@require_GET
+def operation_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    operation = get_operation(request, pk)
+    context = {"operation": operation, "events": operation.events.all(),
+               "can_operate": can_operate(request.user)}  # fmt: skip
+    return render(request, "panel/operations/detail.html", context)
+
+
+@login_required
+@require_GET
+def operation_progress(request: HttpRequest, pk: int) -> HttpResponse:
+    """The polled fragment: one primary-key read, one template, never LXD. When the
+    operation has ended, answer 286 so htmx stops polling."""
+    operation = get_operation(request, pk)
+    context = {"operation": operation, "can_operate": can_operate(request.user)}
+    response = render(request, "panel/operations/_progress.html", context)
+    if operation.is_active or not request.htmx:
+        return response
+    stop = HttpResponseStopPolling(response.content)
+    stop["HX-Refresh"] = "true"  # the full page shows the timeline and the recovery buttons
+    return stop
+
+
+@login_required
+@require_POST
+def operation_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    operation = get_operation(request, pk, operate=True)
+    cancelled_while_queued = Operation.objects.filter(
+        pk=operation.pk, status=Operation.Status.PENDING
+    ).update(status=Operation.Status.CANCELLED, outcome="Cancelled before it started.")
+    if cancelled_while_queued:
+        operation.log(f"Cancelled by {request.user} before a worker started it.", "cancelled")
+        messages.success(request, "Cancelled before it started; nothing was done.")
+    elif operation.is_active:
+        Operation.objects.filter(pk=operation.pk).update(cancel_requested=True)
+        operation.log(f"{request.user} asked to cancel.")
+        messages.info(request, "Cancel requested: LXD is asked if the current step allows it.")
+    else:
+        messages.error(request, "This operation has already ended.")
+    return redirect("operation-detail", pk=operation.pk)
+
+
+@login_required
+@require_GET
+def operation_list(request: HttpRequest) -> HttpResponse:
+    filters = {key: request.GET.get(key, "")[:63] for key in ("host", "container", "kind",
+               "status", "user")}  # fmt: skip
+    operations = Operation.objects.select_related("source_host", "target_host", "requested_by")
+    if filters["host"]:
+        operations = operations.filter(source_host__name=filters["host"]) | operations.filter(
+            target_host__name=filters["host"]
+        )
+    if filters["container"]:
+        operations = operations.filter(instance_name=filters["container"])
+    if filters["kind"]:
+        operations = operations.filter(kind=filters["kind"])
+    if filters["status"]:
+        operations = operations.filter(status=filters["status"])
+    if filters["user"]:
+        operations = operations.filter(requested_by__username=filters["user"])
+    page = Paginator(operations.order_by("-queued_at", "-pk"), PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    context = {
+        "page": page,
+        "filters": filters,
+        "query": urlencode({key: value for key, value in filters.items() if value}),
+        "hosts": Host.objects.enrolled().values_list("name", flat=True),
+        "kinds": Operation.Kind.choices,
+        "statuses": Operation.Status.choices,
+    }
+    return render(request, "panel/operations/list.html", context)
