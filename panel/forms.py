@@ -188,3 +188,13 @@ def precondition_refusal(instance: Instance, kind: str, snapshot: str) -> str:
     if kind in (Operation.Kind.RESTORE, Operation.Kind.DELETE_SNAPSHOT) and not snapshot_exists:
         return f"There is no snapshot named {snapshot!r} on this container."
     return ""
+
+
+class ScheduleForm(forms.Form):
+    """Every N minutes, keep the newest K scheduled stateful snapshots."""
+
+    every_minutes = forms.IntegerField(
+        label="Every (minutes)", min_value=5, max_value=7 * 24 * 60,
+        help_text="At least 5 minutes; 60 is hourly, 1440 daily.",
+    )  # fmt: skip
+    keep = forms.IntegerField(label="Keep the newest", min_value=1, max_value=100)

@@ -297,3 +297,36 @@ class OperationEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%H:%M:%S} {self.stage}: {self.message[:60]}"
+
+
+class SnapshotSchedule(models.Model):
+    """Stateful snapshots of one container on a fixed interval, keeping the newest few.
+
+    LXD's own `snapshots.schedule` takes only stateless snapshots; this one runs each
+    snapshot as an ordinary Operation, so it is watched, verified and reported like any.
+    """
+
+    PREFIX = "auto-"
+
+    instance = models.OneToOneField(Instance, on_delete=models.CASCADE, related_name="schedule")
+    every_minutes = models.PositiveIntegerField()
+    keep = models.PositiveIntegerField(help_text="How many scheduled snapshots to keep.")
+    enabled = models.BooleanField(default=True)
+    next_run_at = models.DateTimeField(db_index=True)
+    last_operation = models.ForeignKey(
+        Operation, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    last_note = models.CharField(max_length=300, blank=True)
+    created_by = models.ForeignKey(
+        "auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    def __str__(self) -> str:
+        return f"{self.instance}: every {self.every_minutes} min, keep {self.keep}"
+
+    def advance(self, now: dt.datetime) -> None:
+        """Move next_run_at past `now` on the fixed cadence (runs missed while down are
+        skipped, not piled up)."""
+        interval = dt.timedelta(minutes=self.every_minutes)
+        while self.next_run_at <= now:
+            self.next_run_at += interval

@@ -146,6 +146,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "workers.hosts.sync_all_hosts",
         "schedule": HOST_SYNC_MINUTES * 60.0,
     },
+    "run-due-snapshot-schedules": {
+        "task": "workers.schedules.run_due_schedules_task",
+        "schedule": 60.0,
+    },
 }
 
 LOGGING = {

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from panel.views import dashboard, hosts, instances, operations
+from panel.views import dashboard, hosts, instances, operations, schedules
 
 urlpatterns = [
     path("", dashboard.dashboard, name="dashboard"),
@@ -25,6 +25,8 @@ urlpatterns = [
         operations.instance_operation,
         name="instance-operation",
     ),
+    path("containers/<int:pk>/schedule/", schedules.schedule_save, name="schedule-save"),
+    path("containers/<int:pk>/schedule/delete/", schedules.schedule_delete, name="schedule-delete"),
     path("operations/", operations.operation_list, name="operation-list"),
     path("operations/<int:pk>/", operations.operation_detail, name="operation-detail"),
     path("operations/<int:pk>/progress/", operations.operation_progress, name="operation-progress"),

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
 from django.utils.html import escape
 
 from panel import lxd
-from panel.models import Host, Instance, Operation
+from panel.models import Host, Instance, Operation, SnapshotSchedule
 from tests.conftest import wait_for
 from tests.lab_tools import (
     instance_status,
@@ -24,6 +26,7 @@ from tests.lab_tools import (
 )
 from workers.celery import app as celery_app
 from workers.hosts import sync
+from workers.schedules import run_due_schedules
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
 
@@ -226,3 +229,28 @@ def test_a_queued_operation_can_be_cancelled_and_never_runs(
     assert operation.status == Operation.Status.CANCELLED
     assert operation.started_at is None
     assert instance_status(lab_host, counter.name) == "Running"
+
+
+def test_scheduled_stateful_snapshots_are_operations_that_keep_the_newest(
+    celery_worker, counter, lab_host
+):
+    schedule = SnapshotSchedule.objects.create(
+        instance=counter, every_minutes=60, keep=2, next_run_at=timezone.now()
+    )
+    for _ in range(3):
+        SnapshotSchedule.objects.filter(pk=schedule.pk).update(next_run_at=timezone.now())
+        with transaction.atomic():
+            assert run_due_schedules() == 1
+        schedule.refresh_from_db()
+        operation = wait_for(
+            lambda: Operation.objects.exclude(status__in=Operation.ACTIVE)
+            .filter(pk=schedule.last_operation_id).first(),
+            timeout=120, what="the scheduled snapshot",
+        )  # fmt: skip
+        assert operation.status == Operation.Status.SUCCEEDED, operation.error
+        time.sleep(1.1)  # snapshot names carry the second they were taken
+    print(f"last scheduled run: {operation.outcome}")
+    assert "Deleted 1 older scheduled snapshot" in operation.outcome
+    snapshots = refreshed(counter).snapshots.all()
+    assert [s.name for s in snapshots] == sorted(s.name for s in snapshots)
+    assert len(snapshots) == 2 and all(s.stateful and s.name.startswith("auto-") for s in snapshots)

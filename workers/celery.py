@@ -8,5 +8,5 @@ from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "panel.settings")
 
-app = Celery("panel", include=["workers.hosts", "workers.operations"])
+app = Celery("panel", include=["workers.hosts", "workers.operations", "workers.schedules"])
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -91,7 +91,23 @@ def snapshot(operation: Operation) -> str:
         )
     operation.container_state_after = describe_state(summary)
     kind = "Stateful snapshot" if stateful else "Snapshot"
-    return f"{kind} {snap!r} taken; the container is {describe_state(summary)}."
+    pruned = prune_scheduled_snapshots(tracker, summary, params["keep"]) if "keep" in params else ""
+    return f"{kind} {snap!r} taken; the container is {describe_state(summary)}.{pruned}"
+
+
+def prune_scheduled_snapshots(tracker: Tracker, summary: dict, keep: int) -> str:
+    """A schedule's retention: delete its oldest snapshots beyond `keep`, as part of the run."""
+    scheduled = sorted(s["name"] for s in summary["snapshots"] if s["name"].startswith("auto-"))
+    expired = scheduled[: max(0, len(scheduled) - keep)]
+    if not expired:
+        return ""
+    tracker.enter("pruning", f"Keeping the newest {keep}; deleting {', '.join(expired)}.")
+    for name in expired:
+        state = tracker.follow(lxd.start_delete_snapshot(tracker.target, summary["name"], name))
+        if state is not None and state.status != "Success":
+            raise OperationFailed(f"The snapshot was taken, but deleting old {name!r} failed.",
+                                  state.error, describe_state(summary))  # fmt: skip
+    return f" Deleted {len(expired)} older scheduled snapshot(s)."
 
 
 def restore(operation: Operation) -> str:

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from panel.access import can_operate, get_instance
 from panel.forms import EXPIRY_CHOICES
-from panel.models import Host, Instance
+from panel.models import Host, Instance, SnapshotSchedule
 from panel.risks import checkpoint_risks
 from workers.hosts import fetch_logs_task
 
@@ -65,6 +65,7 @@ def instance_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "stateful_capability": instance.host.capability("stateful_stop"),
         "can_operate": can_operate(request.user),
         "expiry_choices": EXPIRY_CHOICES,
+        "schedule": SnapshotSchedule.objects.filter(instance=instance).first(),
     }
     if request.htmx:
         return render(request, "panel/instances/detail.html#instance-info", context)
