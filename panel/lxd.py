@@ -15,6 +15,7 @@ import json
 import os
 import socket
 import ssl
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -76,6 +77,27 @@ def connect(target: Target) -> pylxd.Client:
         raise
     except Exception as error:  # pylxd raises many kinds; all end here with words
         raise LXDError(describe(error, target.endpoint)) from error
+
+
+# Operations make many small calls in a row (start, poll, verify); a new client costs a TLS
+# handshake and a GET /1.0 each time, about 30 ms here, so they reuse one for a short while.
+# Facts and trust always use a fresh client (they need LXD's current answer to GET /1.0).
+CLIENT_REUSE_SECONDS = 30.0
+_reused_clients: dict[Target, tuple[float, pylxd.Client]] = {}
+
+
+def reused_client(target: Target) -> pylxd.Client:
+    cached = _reused_clients.get(target)
+    if cached is not None and time.monotonic() - cached[0] < CLIENT_REUSE_SECONDS:
+        return cached[1]
+    client = connect(target)
+    _reused_clients[target] = (time.monotonic(), client)
+    return client
+
+
+def forget_client(target: Target) -> None:
+    """After any failure, start the next call on a fresh connection."""
+    _reused_clients.pop(target, None)
 
 
 def server_facts(target: Target) -> dict:
@@ -194,7 +216,7 @@ def parse_time(value: str | None) -> dt.datetime | None:
 def instance_logs(target: Target, name: str, max_bytes: int) -> list[tuple[str, str, bool]]:
     """Every log file LXD keeps for the instance (lxc.log, CRIU dump/restore logs):
     (file name, text, truncated)."""
-    client = connect(target)
+    client = reused_client(target)
     logs = []
     for path in _get(client, f"/instances/{name}/logs"):
         filename = path.rstrip("/").split("/")[-1]
@@ -421,34 +443,36 @@ def start_state_change(
 def wait_operation(target: Target, operation_id: str, seconds: int) -> OperationState | None:
     """Wait at most `seconds` for the operation; its state then, or None when LXD has
     forgotten it (LXD keeps finished operations only for a few seconds)."""
-    client = connect(target)
+    client = reused_client(target)
     try:
         response = client.api.operations[operation_id].wait.get(params={"timeout": seconds})
     except NotFound:
         return None
-    except LXDAPIException as error:
-        raise LXDError(describe(error, target.endpoint)) from error
     except Exception as error:
+        forget_client(target)
         raise LXDError(describe(error, target.endpoint)) from error
     return _operation_state(response.json()["metadata"])
 
 
 def cancel_operation(target: Target, operation_id: str) -> None:
-    client = connect(target)
+    client = reused_client(target)
     try:
         client.api.operations[operation_id].delete()
     except Exception as error:
+        forget_client(target)
         raise LXDError(describe(error, target.endpoint)) from error
 
 
 def instance_summary(target: Target, name: str) -> dict | None:
     """Status, saved-state flag and snapshots of one instance, or None when it does not exist."""
-    client = connect(target)
+    client = reused_client(target)
     try:
-        raw = _get(client, f"/instances/{name}", recursion=1)
+        # Not recursion=1: that also collects live state (cgroups, network), about 60 ms.
+        raw = _get(client, f"/instances/{name}")
     except LXDError as error:
         if "not found" in str(error).lower():
             return None
+        forget_client(target)
         raise
     snapshots = _get(client, f"/instances/{name}/snapshots", recursion=1)
     return normalise_instance({**raw, "snapshots": snapshots, "state": None})
@@ -466,13 +490,14 @@ def _operation_state(metadata: dict) -> OperationState:
 
 def _start(target: Target, method: str, path: str, body: dict | None) -> str:
     """Send a request that LXD runs in the background; return the operation id."""
-    client = connect(target)
+    client = reused_client(target)
     node = client.api
     for part in path.strip("/").split("/"):
         node = node[part]
     try:
         response = getattr(node, method)(json=body) if body is not None else node.delete()
     except Exception as error:
+        forget_client(target)
         raise LXDError(describe(error, target.endpoint)) from error
     operation = response.json().get("operation", "")
     if not operation:
