@@ -130,6 +130,9 @@ def _facts(client: pylxd.Client) -> dict:
         "driver_version": environment.get("driver_version", ""),
         "os": " ".join(filter(None, [environment.get("os_name"), environment.get("os_version")])),
         "storage": environment.get("storage", ""),
+        # The server's identity; a host's agent consumes the queue named after it.
+        "certificate_fingerprint": environment.get("certificate_fingerprint", ""),
+        "addresses": environment.get("addresses", []),
         "api_extensions": info.get("api_extensions", []),
         "auth": info.get("auth", ""),
     }

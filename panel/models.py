@@ -61,6 +61,12 @@ class Host(models.Model):
     last_sync = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    agent_seen_at = models.DateTimeField(
+        null=True, blank=True, help_text="When this host's agent last answered."
+    )
+    agent_facts = models.JSONField(
+        default=dict, blank=True, help_text="What the agent found: criu check, CPU flags, uname."
+    )
 
     objects = HostQuerySet.as_manager()
 
@@ -84,7 +90,8 @@ class Host(models.Model):
 
     @property
     def capabilities(self) -> list[Capability]:
-        return host_capabilities(self.facts, https=not self.is_local_socket)
+        """What LXD reported, refined by what the host's agent found (criu check, flags)."""
+        return host_capabilities({**self.facts, **self.agent_facts}, https=not self.is_local_socket)
 
     def capability(self, key: str) -> Capability:
         return next(c for c in self.capabilities if c.key == key)
@@ -330,3 +337,44 @@ class SnapshotSchedule(models.Model):
         interval = dt.timedelta(minutes=self.every_minutes)
         while self.next_run_at <= now:
             self.next_run_at += interval
+
+
+def bundle_path(bundle: Bundle, filename: str) -> str:
+    return f"bundles/{timezone.now():%Y/%m}/{filename}"
+
+
+class Bundle(models.Model):
+    """The bug-report tarball LXD's maintainers ask for, for an operation or a container:
+    report.md and manifest.json at the top, every item from every host involved."""
+
+    class Status(models.TextChoices):
+        COLLECTING = "collecting", "Collecting"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    operation = models.ForeignKey(
+        Operation, on_delete=models.SET_NULL, null=True, blank=True, related_name="bundles"
+    )
+    instance = models.ForeignKey(
+        Instance, on_delete=models.SET_NULL, null=True, blank=True, related_name="bundles"
+    )
+    instance_name = models.CharField(max_length=63, blank=True)
+    requested_by = models.ForeignKey(
+        "auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="bundles"
+    )
+    automatic = models.BooleanField(default=False, help_text="Made because an operation failed.")
+    status = models.CharField(max_length=16, choices=Status, default=Status.COLLECTING)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    file = models.FileField(upload_to=bundle_path, blank=True, max_length=255)
+    size = models.PositiveBigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True)
+    manifest = models.JSONField(default=dict, blank=True)
+    report = models.TextField(blank=True, help_text="report.md: ready to paste into a bug.")
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"bundle #{self.pk} ({self.instance_name})"

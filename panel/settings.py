@@ -123,6 +123,11 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 
+# Uploaded/generated files (bug bundles): never served directly, only through a view that
+# checks permissions. Shared by web and workers (a volume in docker-compose.yml).
+MEDIA_ROOT = DATA_DIR / "files"
+MEDIA_URL = "/files-are-not-served-directly/"
+
 # Where the panel keeps its LXD client certificate and key (never under the web root).
 PANEL_CLIENT_CERT_DIR = DATA_DIR / "client-cert"
 # Every LXD request gets this timeout (seconds): no worker waits forever.

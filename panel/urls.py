@@ -31,6 +31,7 @@ urlpatterns = [
     path("operations/<int:pk>/", operations.operation_detail, name="operation-detail"),
     path("operations/<int:pk>/progress/", operations.operation_progress, name="operation-progress"),
     path("operations/<int:pk>/cancel/", operations.operation_cancel, name="operation-cancel"),
+    # Bug bundles (panel/views/bundles.py) go here.
     path("healthz", dashboard.health, name="health"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
