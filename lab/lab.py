@@ -5,6 +5,7 @@
     python3 lab/lab.py down [--purge]     stop everything; --purge also deletes the host trees
     python3 lab/lab.py status [--json]    what runs, and whether LXD answers
     python3 lab/lab.py criu HOST stock|fixed
+    python3 lab/lab.py agents start|stop [--python PY] [--redis-url URL] [--host H]
 
 Standard library only: it runs with the system python3 before any venv exists.
 Why each step is done the way it is: /work/shared/LAB.md, summarised in lab/README.md.
@@ -423,6 +424,7 @@ class Host:
         self.socket = self.lib / "unix.socket"
         self.pid_file = self.tree / "lxd.pid"
         self.reaper_pid_file = self.tree / "reaper.pid"
+        self.agent_pid_file = self.tree / "agent.pid"
         self.password_file = self.tree / "trust_password"
 
     @property
@@ -440,6 +442,12 @@ class Host:
     def pid(self) -> int | None:
         try:
             return int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def agent_pid(self) -> int | None:
+        try:
+            return int(self.agent_pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
 
@@ -476,6 +484,7 @@ class Host:
             "netns": self.netns,
             "pid": self.pid(),
             "criu": self.criu_mode(),
+            "agent_pid": self.agent_pid() if process_alive(self.agent_pid()) else None,
         }
 
 
@@ -925,6 +934,67 @@ def container_names(hosts: list[Host]) -> set[str]:
     return names
 
 
+# ---------------------------------------------------------------- agents
+
+
+def start_agent(host: Host, python: str, redis_url: str) -> str:
+    """The panel's host agent (workers/agent.py) for one lab host, as it would run on a real
+    host: inside the host's mount namespace, so /var/lib/lxd and /var/log/lxd are that host's
+    trees, but in the root network namespace, where Redis answers on 127.0.0.1. dmesg and
+    uname are machine-wide here anyway (all lab hosts share one kernel)."""
+    stop_agent(host)
+    daemon = host.pid()
+    if not process_alive(daemon, "lxd"):
+        raise LabError(f"{host.name}: LXD is not running; run `lab.py up` first")
+    env = {
+        **os.environ,
+        "PANEL_REDIS_URL": redis_url,
+        "PANEL_AGENT_LAYOUT": "debian",
+        # The lab's LXD uses the shim (CRIU 4.1.1, or stock per host); the agent checks that.
+        "PANEL_AGENT_CRIU": str(BIN / "criu"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    with open(host.tree / "agent.log", "ab") as out:
+        # nsenter execs (no --fork): the recorded PID is the agent's own.
+        agent = subprocess.Popen(
+            [
+                "nsenter",
+                f"--mount=/proc/{daemon}/ns/mnt",
+                f"--wd={REPO}",  # entering a mount namespace resets the working directory
+                "--",
+                os.path.abspath(python),
+                "-m",
+                "workers.agent",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            cwd=REPO,
+            env=env,
+            start_new_session=True,
+        )
+    host.agent_pid_file.write_text(f"{agent.pid}\n")
+    time.sleep(0.5)
+    if agent.poll() is not None:
+        tail = (host.tree / "agent.log").read_text(errors="replace").splitlines()[-10:]
+        raise LabError(f"{host.name}: the agent exited at once:\n" + "\n".join(tail))
+    return f"{host.name}: agent pid {agent.pid} on {redis_url} (log {host.tree / 'agent.log'})"
+
+
+def stop_agent(host: Host) -> str:
+    pid = host.agent_pid()
+    host.agent_pid_file.unlink(missing_ok=True)
+    if not process_alive(pid):
+        return f"{host.name}: no agent running"
+    os.kill(pid, signal.SIGTERM)  # type: ignore[arg-type]
+    deadline = time.monotonic() + 10
+    while process_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if process_alive(pid):
+        os.kill(pid, signal.SIGKILL)  # type: ignore[arg-type]
+    return f"{host.name}: agent {pid} stopped"
+
+
 # ---------------------------------------------------------------- state
 
 
@@ -988,6 +1058,7 @@ def cmd_down(args: argparse.Namespace) -> int:
         {h.name: h for h in known_hosts() + state_hosts()}.values(), key=lambda h: h.index
     )
     for host in hosts:
+        log(stop_agent(host))
         log(take_down(host))
     if link_exists(BRIDGE):
         run(["ip", "link", "del", BRIDGE])
@@ -1054,6 +1125,19 @@ def cmd_criu(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_agents(args: argparse.Namespace) -> int:
+    hosts = [h for h in state_hosts() if not args.host or h.name in args.host]
+    if not hosts:
+        raise LabError("no lab hosts: run `lab.py up` first (or check --host)")
+    for host in hosts:
+        if args.action == "start":
+            log(start_agent(host, args.python, args.redis_url))
+        else:
+            log(stop_agent(host))
+    write_state(state_hosts())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="lab.py", description="Real LXD hosts with CRIU for the panel's tests."
@@ -1082,6 +1166,20 @@ def main(argv: list[str] | None = None) -> int:
     criu.add_argument("host", metavar="HOST", help="host1, host2, ...")
     criu.add_argument("mode", choices=CRIU_MODES, metavar="stock|fixed")
     criu.set_defaults(func=cmd_criu)
+    agents = commands.add_parser("agents", help="start or stop the panel's agent on lab hosts")
+    agents.add_argument("action", choices=("start", "stop"))
+    agents.add_argument(
+        "--python",
+        default=str(REPO / ".venv" / "bin" / "python"),
+        help="the virtualenv python (default .venv/bin/python)",
+    )
+    agents.add_argument(
+        "--redis-url",
+        default="redis://127.0.0.1:6379/0",
+        help="the panel's Redis (PANEL_REDIS_URL)",
+    )
+    agents.add_argument("--host", action="append", help="only this host (repeatable)")
+    agents.set_defaults(func=cmd_agents)
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["_reaper"] and len(argv) == 2:  # internal: see run_reaper
         return run_reaper(Host(int(argv[1].removeprefix("host"))))

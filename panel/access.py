@@ -7,7 +7,7 @@ from functools import wraps
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404
 
-from panel.models import Host, Instance, Operation
+from panel.models import Bundle, Host, Instance, Operation
 
 OPERATORS_GROUP = "operators"
 
@@ -56,3 +56,12 @@ def get_operation(request, pk: int, operate: bool = False) -> Operation:
     if operate and not can_operate(request.user):
         raise PermissionDenied("Only operators can change operations.")
     return operation
+
+
+def get_bundle(request, pk: int, download: bool = False) -> Bundle:
+    """Everyone signed in may read a bundle's report and manifest (both redacted); the
+    tarball itself, with whole host logs, is for operators and admins."""
+    bundle = get_object_or_404(Bundle.objects.select_related("operation", "requested_by"), pk=pk)
+    if download and not can_operate(request.user):
+        raise PermissionDenied("Only operators and administrators can download bundles.")
+    return bundle

@@ -6,6 +6,7 @@ Every answer carries its reason: an admin must know *why* before clicking.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
 
@@ -54,6 +55,11 @@ def container_criu_support(facts: dict) -> tuple[str, str]:
         else ""
     )
     criu = facts.get("criu_check")
+    if criu is not None and agent_silent(facts):
+        return UNKNOWN, (
+            f"LXD {version} supports it; CRIU not verified: no agent (the host's agent has not "
+            f"answered since {facts['agent_answered_at'][:16].replace('T', ' ')} UTC).{nested_note}"
+        )
     if criu is None:
         return UNKNOWN, f"LXD {version} supports it; CRIU not verified: no agent.{nested_note}"
     if not criu.get("ok"):
@@ -61,6 +67,18 @@ def container_criu_support(facts: dict) -> tuple[str, str]:
     if nested:
         return YES, "`criu check` passes on the host, although LXD reports running nested."
     return YES, f"LXD {version} supports it and `criu check` passes on the host."
+
+
+def agent_silent(facts: dict, now: dt.datetime | None = None) -> bool:
+    """The agent's facts are stale once it missed three probes in a row (beat asks every
+    PANEL_AGENT_PROBE_MINUTES); facts without a reply time did not come from an agent."""
+    from django.conf import settings
+
+    answered = facts.get("agent_answered_at")
+    if not answered:
+        return False
+    age = (now or dt.datetime.now(dt.UTC)) - dt.datetime.fromisoformat(answered)
+    return age > dt.timedelta(minutes=3 * settings.AGENT_PROBE_MINUTES)
 
 
 def host_capabilities(facts: dict, https: bool) -> list[Capability]:

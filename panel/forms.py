@@ -14,8 +14,10 @@ from django.utils import timezone
 
 from panel.models import Host, Instance, Operation, lxd_name_validator
 
-HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
-                      r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")  # fmt: skip
+HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
+)
 SOCKET_PATH = re.compile(r"^/[A-Za-z0-9._/-]{1,254}$")
 
 
@@ -111,10 +113,19 @@ SNAPSHOT_NAME = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
     "Use 1 to 63 letters, digits, '.', '_' and '-', starting with a letter or digit.",
 )
-EXPIRY_CHOICES = [("", "Never"), ("1h", "In 1 hour"), ("1d", "In 1 day"), ("7d", "In 7 days"),
-                  ("30d", "In 30 days")]  # fmt: skip
-EXPIRY_DELTAS = {"1h": dt.timedelta(hours=1), "1d": dt.timedelta(days=1),
-                 "7d": dt.timedelta(days=7), "30d": dt.timedelta(days=30)}  # fmt: skip
+EXPIRY_CHOICES = [
+    ("", "Never"),
+    ("1h", "In 1 hour"),
+    ("1d", "In 1 day"),
+    ("7d", "In 7 days"),
+    ("30d", "In 30 days"),
+]
+EXPIRY_DELTAS = {
+    "1h": dt.timedelta(hours=1),
+    "1d": dt.timedelta(days=1),
+    "7d": dt.timedelta(days=7),
+    "30d": dt.timedelta(days=30),
+}
 
 
 class OperationForm(forms.Form):
@@ -163,8 +174,12 @@ class OperationForm(forms.Form):
 
 
 STATEFUL_KINDS = {Operation.Kind.STATEFUL_SNAPSHOT, Operation.Kind.STATEFUL_STOP}
-NEEDS_RUNNING = {Operation.Kind.STATEFUL_SNAPSHOT, Operation.Kind.STOP, Operation.Kind.RESTART,
-                 Operation.Kind.STATEFUL_STOP}  # fmt: skip
+NEEDS_RUNNING = {
+    Operation.Kind.STATEFUL_SNAPSHOT,
+    Operation.Kind.STOP,
+    Operation.Kind.RESTART,
+    Operation.Kind.STATEFUL_STOP,
+}
 NEEDS_STOPPED = {Operation.Kind.START, Operation.Kind.START_FRESH}
 
 
@@ -194,7 +209,69 @@ class ScheduleForm(forms.Form):
     """Every N minutes, keep the newest K scheduled stateful snapshots."""
 
     every_minutes = forms.IntegerField(
-        label="Every (minutes)", min_value=5, max_value=7 * 24 * 60,
+        label="Every (minutes)",
+        min_value=5,
+        max_value=7 * 24 * 60,
         help_text="At least 5 minutes; 60 is hourly, 1440 daily.",
-    )  # fmt: skip
+    )
     keep = forms.IntegerField(label="Keep the newest", min_value=1, max_value=100)
+
+
+STRATEGY_CHOICES = [
+    ("auto", "Recommended for this host pair"),
+    ("live", "Live migration (CRIU, LXD's own)"),
+    ("stateful_move", "Checkpoint, move, restore"),
+    ("cold", "Stop, move, start (processes restart)"),
+]
+
+
+class MigrationForm(forms.Form):
+    """Where to, under which name, onto which pool, how, and whether to keep the source."""
+
+    target = forms.ModelChoiceField(queryset=Host.objects.none(), label="Target host")
+    new_name = forms.CharField(
+        max_length=63,
+        required=False,
+        validators=[lxd_name_validator],
+        label="Name on the target",
+        help_text="Empty: the same name.",
+    )
+    pool = forms.CharField(
+        max_length=63,
+        required=False,
+        validators=[SNAPSHOT_NAME],
+        label="Storage pool on the target",
+        help_text="Empty: the same pool.",
+    )
+    strategy = forms.ChoiceField(choices=STRATEGY_CHOICES, initial="auto")
+    keep_source = forms.BooleanField(required=False, label="Keep the source copy (stopped)")
+
+    def __init__(self, *args, instance: Instance, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.instance = instance
+        self.fields["target"].queryset = Host.objects.enrolled().exclude(pk=instance.host_id)
+
+    def clean_target(self) -> Host:
+        target = self.cleaned_data["target"]
+        if target.status == Host.Status.UNREACHABLE:
+            raise ValidationError(f"{target.name} is unreachable: {target.last_error}")
+        return target
+
+    def clean(self) -> dict:
+        data = super().clean()
+        target = data.get("target")
+        if self.instance.gone_at is not None:
+            raise ValidationError("This container is no longer on its host.")
+        if target is not None:
+            name = data.get("new_name") or self.instance.name
+            if target.instances.present().filter(name=name).exists():
+                raise ValidationError(f"{target.name} already has a container named {name!r}.")
+        return data
+
+    def params(self) -> dict:
+        data = self.cleaned_data
+        return {
+            "pool": data.get("pool") or "",
+            "keep_source": bool(data.get("keep_source")),
+            "strategy": data["strategy"],
+        }

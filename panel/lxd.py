@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -435,9 +436,13 @@ def start_delete_snapshot(target: Target, name: str, snapshot: str) -> str:
 
 
 def start_state_change(
-    target: Target, name: str, action: str, stateful: bool = False, force: bool = False,
+    target: Target,
+    name: str,
+    action: str,
+    stateful: bool = False,
+    force: bool = False,
     timeout: int = 30,
-) -> str:  # fmt: skip
+) -> str:
     """start / stop / restart. pylxd's stop() has no `stateful`, so this PUTs state itself."""
     body = {"action": action, "stateful": stateful, "force": force, "timeout": timeout}
     return _start(target, "put", f"/instances/{name}/state", body)
@@ -449,6 +454,19 @@ def wait_operation(target: Target, operation_id: str, seconds: int) -> Operation
     client = reused_client(target)
     try:
         response = client.api.operations[operation_id].wait.get(params={"timeout": seconds})
+    except NotFound:
+        return None
+    except Exception as error:
+        forget_client(target)
+        raise LXDError(describe(error, target.endpoint)) from error
+    return _operation_state(response.json()["metadata"])
+
+
+def operation_state(target: Target, operation_id: str) -> OperationState | None:
+    """The operation's state now, without waiting (None when LXD forgot it)."""
+    client = reused_client(target)
+    try:
+        response = client.api.operations[operation_id].get()
     except NotFound:
         return None
     except Exception as error:
@@ -506,3 +524,181 @@ def _start(target: Target, method: str, path: str, body: dict | None) -> str:
     if not operation:
         raise LXDError(f"{target.endpoint} did not start a background operation for {path}.")
     return operation.rstrip("/").split("/")[-1]
+
+
+# --- Migration: the panel runs the flow itself (pylxd's migrate() deletes the source as soon
+# as the target's create call returns, before anything is verified). ------------------------
+
+
+def instance_definition(target: Target, name: str) -> dict:
+    """The instance as LXD stores it (own config and devices, not expanded), to recreate it."""
+    client = reused_client(target)
+    try:
+        return _get(client, f"/instances/{name}")
+    except LXDError:
+        forget_client(target)
+        raise
+
+
+def instance_status(target: Target, name: str) -> str | None:
+    """Running / Frozen / Stopped..., or None when there is no such instance. Cheap: no
+    live state is collected, so it can be sampled several times a second."""
+    try:
+        return instance_definition(target, name)["status"]
+    except LXDError as error:
+        if "not found" in str(error).lower():
+            return None
+        raise
+
+
+def server_certificate(target: Target) -> str:
+    """The server's own certificate (PEM), which the other side of a migration pins."""
+    return reused_client(target).host_info["environment"]["certificate"]
+
+
+def start_migration_source(target: Target, name: str, live: bool, push_to: dict | None = None):
+    """Make the source offer (pull) or push the instance; returns (operation id, secrets)."""
+    body: dict = {"migration": True, "live": live}
+    if push_to is not None:
+        body["target"] = push_to
+    response = _post_operation(target, f"/instances/{name}", body)
+    return response["id"], response.get("metadata") or {}
+
+
+def start_migration_target(target: Target, body: dict):
+    """Create the instance on the target from a migration source; returns (id, secrets)."""
+    response = _post_operation(target, "/instances", body)
+    return response["id"], response.get("metadata") or {}
+
+
+def migration_target_body(
+    definition: dict, new_name: str, live: bool, pool: str, source: dict
+) -> dict:
+    """The target's create request: the source's own config, devices and profiles, the
+    saved-state flag (so a checkpointed container restores when started), and the chosen
+    storage pool for its root disk."""
+    devices = {key: dict(value) for key, value in definition.get("devices", {}).items()}
+    if pool:
+        roots = [d for d in devices.values() if d.get("type") == "disk" and d.get("path") == "/"]
+        root = roots[0] if roots else None
+        if root is None:
+            devices["root"] = {"type": "disk", "path": "/", "pool": pool}
+        else:
+            root["pool"] = pool
+    return {
+        "name": new_name,
+        "type": definition.get("type", "container"),
+        "architecture": definition.get("architecture", ""),
+        "config": definition.get("config", {}),
+        "devices": devices,
+        "profiles": definition.get("profiles", []),
+        "ephemeral": definition.get("ephemeral", False),
+        "description": definition.get("description", ""),
+        "stateful": definition.get("stateful", False),
+        "source": {"type": "migration", "live": live, **source},
+    }
+
+
+def operation_url(endpoint: str, operation_id: str) -> str:
+    return f"{endpoint.rstrip('/')}/1.0/operations/{operation_id}"
+
+
+def start_delete_instance(target: Target, name: str) -> str:
+    return _start(target, "delete", f"/instances/{name}", None)
+
+
+def _post_operation(target: Target, path: str, body: dict) -> dict:
+    """POST something LXD runs in the background and return the operation's metadata."""
+    client = reused_client(target)
+    node = client.api
+    for part in path.strip("/").split("/"):
+        node = node[part]
+    try:
+        response = node.post(json=body)
+    except Exception as error:
+        forget_client(target)
+        raise LXDError(describe(error, target.endpoint)) from error
+    return response.json()["metadata"]
+
+
+# --- Bug bundles ---
+
+
+def bundle_server_info(target: Target) -> dict:
+    """Everything GET /1.0 says (what `lxc info` prints), as LXD gave it."""
+    client = reused_client(target)
+    try:
+        return client.api.get().json()["metadata"]
+    except Exception as error:
+        forget_client(target)
+        raise LXDError(describe(error, target.endpoint)) from error
+
+
+def bundle_instance(target: Target, name: str) -> dict | None:
+    """The instance with its expanded config, state and snapshots (`lxc info <name>` and
+    `lxc config show --expanded <name>` in one answer), or None when it is not on this host."""
+    client = reused_client(target)
+    try:
+        return _get(client, f"/instances/{name}", recursion=1)
+    except LXDError as error:
+        if "not found" in str(error).lower():
+            return None
+        forget_client(target)
+        raise
+
+
+# The only files the panel ever reads inside a container: it never runs arbitrary commands.
+READABLE_IN_CONTAINER = ("/proc/self/mountinfo", "/proc/1/status")
+
+
+def container_mountinfo(target: Target, name: str, timeout: int = 10) -> str:
+    """`lxc exec <name> -- cat /proc/self/mountinfo`, for the bug bundle."""
+    return read_in_container(target, name, "/proc/self/mountinfo", timeout)
+
+
+def container_init_state(target: Target, name: str, timeout: int = 10) -> str:
+    """The `State:` of the container's init, e.g. 'S (sleeping)'. 't (tracing stop)' means a
+    tracer holds it: after a failed live migration that is CRIU's dump, still waiting in
+    LXD's action script, while LXD reports the container as Running."""
+    status = read_in_container(target, name, "/proc/1/status", timeout)
+    return next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in status.splitlines()
+            if line.startswith("State:")
+        ),
+        "",
+    )
+
+
+def read_in_container(target: Target, name: str, path: str, timeout: int = 10) -> str:
+    """`cat <path>` in a running container without a websocket: LXD records the output into
+    log files of the instance, read here and then deleted."""
+    if path not in READABLE_IN_CONTAINER:
+        raise LXDError(f"The panel does not read {path} inside containers.")
+    body = {
+        "command": ["cat", path],
+        "environment": {},
+        "interactive": False,
+        "record-output": True,
+        "wait-for-websocket": False,
+    }
+    operation_id = _start(target, "post", f"/instances/{name}/exec", body)
+    state = wait_operation(target, operation_id, seconds=timeout)
+    if state is None or not state.finished:
+        raise LXDError(f"`cat {path}` in {name} did not finish in {timeout} s.")
+    if state.status != "Success":
+        raise LXDError(f"`cat {path}` in {name} failed: {state.error}")
+    outputs = state.metadata.get("output") or {}
+    client = reused_client(target)
+    text = ""
+    for stream, output_path in sorted(outputs.items()):
+        filename = output_path.rstrip("/").split("/")[-1]
+        response = _raw_get(client, f"/instances/{name}/logs/{filename}", is_api=False)
+        if stream == "1":
+            text = response.content.decode(errors="replace")
+        with contextlib.suppress(Exception):  # a leftover log file is harmless
+            client.api.instances[name].logs[filename].delete()
+    if state.metadata.get("return", 0) != 0:
+        raise LXDError(f"`cat {path}` in {name} exited {state.metadata['return']}.")
+    return text

@@ -219,6 +219,9 @@ class Operation(models.Model):
         RESTART = "restart", "Restart"
         STATEFUL_STOP = "stateful_stop", "Stateful stop"
         START_FRESH = "start_fresh", "Start without saved state"
+        PREFLIGHT = "preflight", "Migration pre-flight"
+        MIGRATE = "migrate", "Migrate"
+        DELETE_COPY = "delete_copy", "Remove a stopped copy"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -235,6 +238,7 @@ class Operation(models.Model):
         Instance, on_delete=models.SET_NULL, null=True, related_name="operations"
     )
     instance_name = models.CharField(max_length=63, help_text="Kept when the row is gone.")
+    target_name = models.CharField(max_length=63, blank=True, help_text="Name on the target.")
     source_host = models.ForeignKey(
         Host, on_delete=models.SET_NULL, null=True, related_name="operations_from"
     )
@@ -258,7 +262,13 @@ class Operation(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True, help_text="The error as LXD gave it.")
     outcome = models.TextField(blank=True, help_text="What happened, in plain words.")
-    container_state_after = models.CharField(max_length=32, blank=True)
+    container_state_after = models.CharField(max_length=200, blank=True)
+    downtime_seconds = models.FloatField(
+        null=True, blank=True, help_text="How long the container was not running anywhere."
+    )
+    result = models.JSONField(
+        default=dict, blank=True, help_text="Checks, strategy, phases and measurements."
+    )
 
     objects = OperationQuerySet.as_manager()
 

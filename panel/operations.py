@@ -7,7 +7,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from panel.models import Instance, Operation
+from workers.migrations import run_migration_operation
 from workers.operations import run_operation
+
+MIGRATION_KINDS = {Operation.Kind.PREFLIGHT, Operation.Kind.MIGRATE, Operation.Kind.DELETE_COPY}
 
 
 class Busy(Exception):
@@ -25,7 +28,9 @@ class Busy(Exception):
         )
 
 
-def request_operation(instance: Instance, kind: str, user, params: dict | None = None) -> Operation:
+def request_operation(
+    instance: Instance, kind: str, user, params: dict | None = None, **fields
+) -> Operation:
     """Create the pending Operation and enqueue it, or raise Busy naming the active one.
 
     The partial unique index `one_active_operation_per_instance` is the real guard: two
@@ -43,9 +48,11 @@ def request_operation(instance: Instance, kind: str, user, params: dict | None =
                 source_host=instance.host,
                 requested_by=user if user and user.is_authenticated else None,
                 params=params or {},
+                **fields,
             )
             operation.log(f"Requested by {user}.", "queued")
-            run_operation.delay_on_commit(operation.pk)
+            task = run_migration_operation if kind in MIGRATION_KINDS else run_operation
+            task.delay_on_commit(operation.pk)
     except IntegrityError:
         raise Busy(Operation.objects.active().filter(instance=instance).first()) from None
     return operation

@@ -3,6 +3,8 @@ single-machine run work. `.env.example` lists every variable."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -173,3 +175,67 @@ LOGGING = {
 # The longest a single LXD operation (a checkpoint, a restore) may run before the worker
 # cancels it where LXD allows, and reports it.
 OPERATION_TIMEOUT_SECONDS = env.int("PANEL_OPERATION_TIMEOUT_SECONDS", 900, minimum=10)
+# After a migration's target side ends, how long the source side may take to end too (LXD
+# 5.0.2 keeps the dump waiting in its action script, or is still stopping the source copy).
+MIGRATION_SOURCE_GRACE_SECONDS = env.int("PANEL_MIGRATION_SOURCE_GRACE_SECONDS", 60, minimum=5)
+
+# --- Bug bundles and host agents ------------------------------------------------------------
+# Size caps keep one noisy host (a huge lxd.log, a flooded dmesg) from making a bundle nobody
+# can attach to a bug; what was cut is noted in the manifest.
+BUNDLE_ITEM_MAX_BYTES = env.int("PANEL_BUNDLE_ITEM_MAX_BYTES", 5 * 1024 * 1024, minimum=1024)
+BUNDLE_TOTAL_MAX_BYTES = env.int("PANEL_BUNDLE_TOTAL_MAX_BYTES", 50 * 1024 * 1024, minimum=1024)
+BUNDLE_RETENTION_DAYS = env.int("PANEL_BUNDLE_RETENTION_DAYS", 90, minimum=1)
+
+
+def _redact_patterns_from_env() -> list[str]:
+    """A JSON list of regular expressions (JSON, because regexes contain commas)."""
+    raw = env.str("PANEL_BUNDLE_REDACT_PATTERNS", "[]") or "[]"
+    try:
+        patterns = json.loads(raw)
+    except ValueError:
+        patterns = None
+    if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+        raise ImproperlyConfigured(
+            'PANEL_BUNDLE_REDACT_PATTERNS must be a JSON list of regexes, e.g. ["corp-[0-9]+"].'
+        )
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ImproperlyConfigured(
+                f"PANEL_BUNDLE_REDACT_PATTERNS: {pattern!r} is not a valid regex ({error})."
+            ) from None
+    return patterns
+
+
+BUNDLE_REDACT_PATTERNS = _redact_patterns_from_env()
+
+# Agents answer through a result backend on the same Redis. It is used for agent replies only:
+# operations and bundles keep their truth in the database, so results stay ignored by default
+# and only the agent's tasks (ignore_result=False) store one, read once and then forgotten.
+CELERY_RESULT_BACKEND = CELERY_BROKER_URL
+CELERY_RESULT_EXPIRES = 600
+# How long a bundle waits for a host's agent before recording its items as missing.
+AGENT_TIMEOUT_SECONDS = env.int("PANEL_AGENT_TIMEOUT_SECONDS", 15, minimum=1)
+AGENT_PROBE_MINUTES = env.int("PANEL_AGENT_PROBE_MINUTES", 5, minimum=1)
+CELERY_BEAT_SCHEDULE["probe-agents"] = {
+    "task": "workers.bundles.probe_agents",
+    "schedule": AGENT_PROBE_MINUTES * 60.0,
+}
+CELERY_BEAT_SCHEDULE["delete-old-bundles"] = {
+    "task": "workers.bundles.delete_old_bundles",
+    "schedule": 6 * 3600.0,
+}
+
+# Read by the agent on the LXD host (docs/agent.md): where LXD keeps its files. Presets for
+# Debian/Ubuntu packages and for the snap; each path can be overridden on its own.
+AGENT_LAYOUTS = {
+    "debian": {"lxd_dir": "/var/lib/lxd", "log_dir": "/var/log/lxd"},
+    "snap": {"lxd_dir": "/var/snap/lxd/common/lxd", "log_dir": "/var/snap/lxd/common/lxd/logs"},
+}
+AGENT_LAYOUT = env.choice("PANEL_AGENT_LAYOUT", "debian", list(AGENT_LAYOUTS))
+AGENT_LXD_DIR = env.str("PANEL_AGENT_LXD_DIR", "") or AGENT_LAYOUTS[AGENT_LAYOUT]["lxd_dir"]
+AGENT_LOG_DIR = env.str("PANEL_AGENT_LOG_DIR", "") or AGENT_LAYOUTS[AGENT_LAYOUT]["log_dir"]
+AGENT_LXD_BRIDGE_FILE = env.str("PANEL_AGENT_LXD_BRIDGE_FILE", "/etc/default/lxd-bridge")
+AGENT_CRIU = env.str("PANEL_AGENT_CRIU", "criu")
+AGENT_CRIT = env.str("PANEL_AGENT_CRIT", "crit")

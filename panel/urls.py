@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from panel.views import dashboard, hosts, instances, operations, schedules
+from panel.views import bundles, dashboard, hosts, instances, migrations, operations, schedules
 
 urlpatterns = [
     path("", dashboard.dashboard, name="dashboard"),
@@ -27,11 +27,24 @@ urlpatterns = [
     ),
     path("containers/<int:pk>/schedule/", schedules.schedule_save, name="schedule-save"),
     path("containers/<int:pk>/schedule/delete/", schedules.schedule_delete, name="schedule-delete"),
+    path("containers/<int:pk>/migrate/check/", migrations.migration_check, name="migration-check"),
+    path("containers/<int:pk>/migrate/", migrations.migration_start, name="migration-start"),
+    path(
+        "operations/<int:pk>/remove-left-copy/",
+        migrations.remove_left_copy,
+        name="remove-left-copy",
+    ),
     path("operations/", operations.operation_list, name="operation-list"),
     path("operations/<int:pk>/", operations.operation_detail, name="operation-detail"),
     path("operations/<int:pk>/progress/", operations.operation_progress, name="operation-progress"),
     path("operations/<int:pk>/cancel/", operations.operation_cancel, name="operation-cancel"),
     # Bug bundles (panel/views/bundles.py) go here.
+    path("bundles/", bundles.bundle_list, name="bundle-list"),
+    path("bundles/<int:pk>/", bundles.bundle_detail, name="bundle-detail"),
+    path("bundles/<int:pk>/status/", bundles.bundle_status, name="bundle-status"),
+    path("bundles/<int:pk>/download/", bundles.bundle_download, name="bundle-download"),
+    path("containers/<int:pk>/bundle/", bundles.instance_bundle, name="instance-bundle"),
+    path("operations/<int:pk>/bundle/", bundles.operation_bundle, name="operation-bundle"),
     path("healthz", dashboard.health, name="health"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),

@@ -14,6 +14,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.test import Client
 
+from panel import lxd
+from tests.lab_tools import untrust_certificate
 from workers.celery import app as celery_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,3 +147,48 @@ def operator_user(django_user_model):
 @pytest.fixture
 def operator_client(operator_user):
     return logged_in_client(operator_user)
+
+
+def agent_answers(queue: str) -> bool:
+    from workers.agent import probe_task
+
+    try:
+        return bool(probe_task.apply_async(queue=queue, expires=5).get(timeout=5))
+    except Exception:  # not consuming yet: the caller waits and asks again
+        return False
+
+
+@pytest.fixture(scope="session")
+def lab_agents(lab) -> dict:
+    """The panel's agent on every lab host, consuming from the test Redis as on real hosts
+    (lab.py starts each in its host's mount namespace); stopped at the end of the session."""
+    from panel.lxd import certificate_fingerprint
+    from workers.agent import queue_for
+
+    lab_py = str(ROOT / "lab" / "lab.py")
+    subprocess.run(
+        ["python3", lab_py, "agents", "start", "--python", sys.executable,
+         "--redis-url", settings.CELERY_BROKER_URL],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    try:
+        for lab_host in lab["hosts"]:
+            pem = (Path(lab_host["lxd_dir"]) / "server.crt").read_text()
+            queue = queue_for(certificate_fingerprint(pem))
+            wait_for(lambda q=queue: agent_answers(q), timeout=60, interval=1,
+                     what=f"the agent on {lab_host['name']} ({queue})")  # fmt: skip
+        yield lab
+    finally:
+        subprocess.run(["python3", lab_py, "agents", "stop"], check=False, capture_output=True)
+
+
+@pytest.fixture
+def untrusted_panel(lab):
+    """The panel's client certificate starts and ends untrusted on every lab host, so each
+    test sees a first contact, as an admin adding a new host does."""
+    cert_path, _ = lxd.ensure_client_certificate(Path(settings.PANEL_CLIENT_CERT_DIR))
+    for lab_host in lab["hosts"]:
+        untrust_certificate(lab_host, cert_path)
+    yield
+    for lab_host in lab["hosts"]:
+        untrust_certificate(lab_host, cert_path)

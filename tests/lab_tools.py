@@ -3,8 +3,10 @@ and for checking the truth independently of the panel (never used by the panel i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import uuid
 from pathlib import Path
@@ -76,3 +78,38 @@ def set_criu(lab_host: dict, mode: str) -> None:
         check=True,
         capture_output=True,
     )
+
+
+def enroll(lab_host: dict):
+    """Register a lab host as the web flow leaves it: pinned, trusting the panel, synced."""
+    from django.conf import settings
+
+    from panel.models import Host
+    from workers.hosts import sync
+
+    pem = (Path(lab_host["lxd_dir"]) / "server.crt").read_text()
+    client_cert = lxd.ensure_client_certificate(Path(settings.PANEL_CLIENT_CERT_DIR))
+    lxd.trust(lxd.Target(lab_host["url"], pem, client_cert), lab_host["trust_password"])
+    host = Host.objects.create(
+        name=lab_host["name"], endpoint=lab_host["url"], server_certificate=pem
+    )
+    sync(host)
+    return host
+
+
+def kill_stuck_dumps(name: str) -> list[int]:
+    """Lab cleanup after a failed live migration: LXD 5.0.2 leaves the source's `criu dump`
+    waiting in its action script, holding the container. Kill it by PID (found in /proc)."""
+    killed = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"dump" in argv and any(f"lxc.payload.{name}".encode() in arg for arg in argv):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(proc.name), signal.SIGKILL)
+                killed.append(int(proc.name))
+    return killed

@@ -63,7 +63,9 @@ def test_the_dashboard_offers_a_local_lxd_and_the_worker_reads_it(
 
 @pytest.mark.lab
 @pytest.mark.django_db(transaction=True)
-def test_a_host_reached_through_its_pin_but_not_trusting_the_panel_says_so(lab, celery_worker):
+def test_a_host_reached_through_its_pin_but_not_trusting_the_panel_says_so(
+    lab, celery_worker, untrusted_panel
+):
     address = lab_host(lab)["address"]
     pem = ssl.get_server_certificate((address, 8443))
     host = Host.objects.create(name="lab1", endpoint=lab_host(lab)["url"], server_certificate=pem)

@@ -23,18 +23,6 @@ from tests.lab_tools import (
 pytestmark = [pytest.mark.lab, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def untrusted_panel(lab):
-    """The panel's client certificate starts and ends untrusted on every lab host, so each
-    test sees a first contact, as an admin adding a new host does."""
-    cert_path, _ = lxd.ensure_client_certificate(Path(settings.PANEL_CLIENT_CERT_DIR))
-    for lab_host in lab["hosts"]:
-        untrust_certificate(lab_host, cert_path)
-    yield
-    for lab_host in lab["hosts"]:
-        untrust_certificate(lab_host, cert_path)
-
-
 def start_adding(client, lab_host: dict) -> Host:
     """Submit the add form and wait for the worker to fetch the certificate."""
     response = client.post("/hosts/add/", {"name": lab_host["name"], "endpoint": lab_host["url"]})

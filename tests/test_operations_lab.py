@@ -4,18 +4,16 @@ and CRIU. Counter values are printed; a real restore keeps the boot id."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.html import escape
 
-from panel import lxd
-from panel.models import Host, Instance, Operation, SnapshotSchedule
+from panel.models import Instance, Operation, SnapshotSchedule
 from tests.conftest import wait_for
 from tests.lab_tools import (
+    enroll,
     instance_status,
     launch_counter,
     lxc,
@@ -29,17 +27,6 @@ from workers.hosts import sync
 from workers.schedules import run_due_schedules
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
-
-
-def enroll(lab_host: dict) -> Host:
-    """Register a lab host as the web flow would leave it: pinned, trusted, synced."""
-    pem = (Path(lab_host["lxd_dir"]) / "server.crt").read_text()
-    client_cert = lxd.ensure_client_certificate(Path(settings.PANEL_CLIENT_CERT_DIR))
-    lxd.trust(lxd.Target(lab_host["url"], pem, client_cert), lab_host["trust_password"])
-    host = Host.objects.create(name=lab_host["name"], endpoint=lab_host["url"],
-                               server_certificate=pem)  # fmt: skip
-    sync(host)
-    return host
 
 
 @pytest.fixture

@@ -8,5 +8,15 @@ from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "panel.settings")
 
-app = Celery("panel", include=["workers.hosts", "workers.operations", "workers.schedules"])
+app = Celery(
+    "panel",
+    include=[
+        "workers.hosts",
+        "workers.operations",
+        "workers.schedules",
+        "workers.migrations",
+        "workers.bundles",
+        "workers.agent",
+    ],
+)
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from panel import lxd
-from panel.models import Operation
+from panel.models import Host, Operation
 from workers.hosts import target_for
 
 logger = logging.getLogger(__name__)
@@ -90,6 +90,12 @@ def finish(
     operation.log(
         f"{operation.get_status_display()}: {outcome}" + (f" LXD: {error}" if error else "")
     )
+    if status in (Operation.Status.FAILED, Operation.Status.INTERRUPTED):
+        # Every failure gets its bug-report bundle while the logs are fresh. Imported here:
+        # the bundle task imports the hosts module this runner also depends on.
+        from workers.bundles import collect_operation_bundle
+
+        collect_operation_bundle.delay_on_commit(operation.pk)
 
 
 class Tracker:
@@ -97,9 +103,9 @@ class Tracker:
 
     WRITE_INTERVAL = 1.0
 
-    def __init__(self, operation: Operation) -> None:
+    def __init__(self, operation: Operation, host: Host | None = None) -> None:
         self.operation = operation
-        self.target = target_for(operation.source_host)
+        self.target = target_for(host or operation.source_host)
         self._last_write = 0.0
 
     def enter(self, stage: str, message: str) -> None:
@@ -111,10 +117,7 @@ class Tracker:
     def follow(self, operation_id: str, timeout: float | None = None) -> lxd.OperationState | None:
         """Poll until LXD's operation ends; None when LXD already forgot it (it keeps
         finished operations only seconds), in which case the caller checks the outcome."""
-        Operation.objects.filter(pk=self.operation.pk).update(
-            lxd_operation_ids=[*self.operation.lxd_operation_ids, operation_id]
-        )
-        self.operation.lxd_operation_ids.append(operation_id)
+        self.remember(operation_id)
         deadline = time.monotonic() + (timeout or settings.OPERATION_TIMEOUT_SECONDS)
         told_not_cancellable = False
         while True:
@@ -135,14 +138,23 @@ class Tracker:
                 self._give_up(operation_id, state)
 
     def _record(self, state: lxd.OperationState) -> None:
+        self.record_progress(state.progress_text, state.may_cancel)
+
+    def record_progress(self, text: str, may_cancel: bool = False) -> None:
+        """Copy LXD's progress into the row, at most once a second (many may be watching)."""
         now = time.monotonic()
         if now - self._last_write < self.WRITE_INTERVAL:
             return
         self._last_write = now
         Operation.objects.filter(pk=self.operation.pk).update(
-            progress_text=state.progress_text[:500],
-            may_cancel=state.may_cancel,
-            heartbeat_at=timezone.now(),
+            progress_text=text[:500], may_cancel=may_cancel, heartbeat_at=timezone.now()
+        )
+
+    def remember(self, operation_id: str) -> None:
+        """Keep every LXD operation id on the row: the reconciler and bug reports need them."""
+        self.operation.lxd_operation_ids.append(operation_id)
+        Operation.objects.filter(pk=self.operation.pk).update(
+            lxd_operation_ids=self.operation.lxd_operation_ids
         )
 
     def _cancel_requested(self) -> bool:

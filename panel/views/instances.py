@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from panel.access import can_operate, get_instance
-from panel.forms import EXPIRY_CHOICES
+from panel.forms import EXPIRY_CHOICES, MigrationForm
 from panel.models import Host, Instance, SnapshotSchedule
 from panel.risks import checkpoint_risks
 from workers.hosts import fetch_logs_task
@@ -66,6 +66,7 @@ def instance_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "can_operate": can_operate(request.user),
         "expiry_choices": EXPIRY_CHOICES,
         "schedule": SnapshotSchedule.objects.filter(instance=instance).first(),
+        "migration_form": MigrationForm(instance=instance),
     }
     if request.htmx:
         return render(request, "panel/instances/detail.html#instance-info", context)

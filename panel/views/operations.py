@@ -13,9 +13,10 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from panel.access import can_operate, get_instance, get_operation
-from panel.forms import OperationForm
+from panel.forms import STRATEGY_CHOICES, OperationForm
 from panel.models import Host, Operation
 from panel.operations import Busy, request_operation
+from panel.strategy import LABELS, recommend
 
 PAGE_SIZE = 50
 
@@ -47,7 +48,29 @@ def operation_detail(request: HttpRequest, pk: int) -> HttpResponse:
     operation = get_operation(request, pk)
     context = {"operation": operation, "events": operation.events.all(),
                "can_operate": can_operate(request.user)}  # fmt: skip
+    if operation.kind == Operation.Kind.PREFLIGHT and not operation.is_active:
+        context.update(migration_choices(operation))
     return render(request, "panel/operations/detail.html", context)
+
+
+def migration_choices(preflight: Operation) -> dict:
+    """The confirm step: the recommended strategy and why, and what blocks each strategy."""
+    checks = preflight.result.get("checks", [])
+    instance, target = preflight.instance, preflight.target_host
+    if instance is None or target is None:
+        return {}
+    criu_possible = all(h.capability("live_migration").allowed for h in (instance.host, target))
+    strategy, reason = recommend(instance.host, target, instance.is_running, criu_possible)
+    strategies = [
+        (
+            value,
+            label,
+            [c["label"] for c in checks if c["status"] == "fail" and value in c["blocks"]],
+        )
+        for value, label in STRATEGY_CHOICES[1:]
+    ]
+    return {"recommendation": {"label": LABELS[strategy], "reason": reason},
+            "strategies": strategies}  # fmt: skip
 
 
 @login_required

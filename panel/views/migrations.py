@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils.html import format_html
+from django.views.decorators.http import require_POST
+
+from panel.access import get_instance, get_operation
+from panel.forms import MigrationForm
+from panel.models import Instance, Operation
+from panel.operations import Busy, request_operation
+from panel.strategy import recommend
+
+
+def refuse(request: HttpRequest, instance: Instance, form: MigrationForm) -> HttpResponse:
+    errors = "; ".join(error for errors in form.errors.values() for error in errors)
+    messages.error(request, f"Not started: {errors}")
+    return redirect(reverse("instance-detail", kwargs={"pk": instance.pk}) + "#migrate")
+
+
+def queue(request: HttpRequest, instance: Instance, kind: str, **fields) -> HttpResponse:
+    try:
+        operation = request_operation(instance, kind, request.user, **fields)
+    except Busy as busy:
+        link = reverse("operation-detail", kwargs={"pk": busy.active.pk}) if busy.active else ""
+        messages.error(request, format_html('{} <a href="{}">Follow it</a>.', busy, link))
+        return redirect("instance-detail", pk=instance.pk)
+    return redirect("operation-detail", pk=operation.pk)
+
+
+@login_required
+@require_POST
+def migration_check(request: HttpRequest, pk: int) -> HttpResponse:
+    """Step one: run the pre-flight checks on both hosts and show them."""
+    instance = get_instance(request, pk, operate=True)
+    form = MigrationForm(request.POST, instance=instance)
+    if not form.is_valid():
+        return refuse(request, instance, form)
+    target = form.cleaned_data["target"]
+    return queue(
+        request,
+        instance,
+        Operation.Kind.PREFLIGHT,
+        params=form.params(),
+        target_host=target,
+        target_name=form.cleaned_data["new_name"] or instance.name,
+    )
+
+
+@login_required
+@require_POST
+def migration_start(request: HttpRequest, pk: int) -> HttpResponse:
+    """Step two, after the checks were shown: migrate with the chosen (or recommended) strategy."""
+    instance = get_instance(request, pk, operate=True)
+    form = MigrationForm(request.POST, instance=instance)
+    if not form.is_valid():
+        return refuse(request, instance, form)
+    target, params = form.cleaned_data["target"], form.params()
+    criu_possible = all(h.capability("live_migration").allowed for h in (instance.host, target))
+    strategy, reason = recommend(instance.host, target, instance.is_running, criu_possible)
+    if params["strategy"] != "auto" and instance.is_running:
+        strategy, reason = params["strategy"], "Chosen by the user."
+    if strategy in ("live", "stateful_move") and not criu_possible:
+        messages.error(
+            request,
+            "Not started: one of the hosts cannot checkpoint containers; choose stop, move, start.",
+        )
+        return redirect("instance-detail", pk=instance.pk)
+    params.update(strategy=strategy, strategy_reason=reason)
+    return queue(
+        request,
+        instance,
+        Operation.Kind.MIGRATE,
+        params=params,
+        target_host=target,
+        target_name=form.cleaned_data["new_name"] or instance.name,
+    )
+
+
+@login_required
+@require_POST
+def remove_left_copy(request: HttpRequest, pk: int) -> HttpResponse:
+    """The one-click cleanup of a source copy a migration had to leave behind."""
+    operation = get_operation(request, pk, operate=True)
+    copy = (
+        Instance.objects.present()
+        .filter(host=operation.source_host, name=operation.instance_name)
+        .first()
+    )
+    if copy is None:
+        messages.info(request, "There is no copy left on the source host any more.")
+        return redirect("operation-detail", pk=operation.pk)
+    return queue(request, copy, Operation.Kind.DELETE_COPY)

@@ -1,0 +1,188 @@
+"""Migration rules without LXD: pre-flight verdicts, the default strategy, dump-log parsing."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+
+from panel.models import Host, InstanceLog, Operation
+from panel.preflight import FAIL, PASS, UNKNOWN, WARN, Side, blocked, run_checks
+from panel.strategy import UNMEASURED_REASON, recommend
+from tests.helpers import make_host, make_instance
+from workers.migrations import criu_frozen_seconds
+
+FACTS = {
+    "server": "lxd",
+    "server_version": "5.0.2",
+    "driver": "lxc",
+    "kernel_version": "6.18.4",
+    "architectures": ["x86_64"],
+    "storage_pools": ["default"],
+    "profiles": ["default"],
+    "networks": ["lxdbr0"],
+    "cpu_flags": ["sse2", "avx"],
+}
+CONTAINER = {
+    "architecture": "x86_64",
+    "profiles": ["default"],
+    "expanded_devices": {
+        "root": {"type": "disk", "path": "/", "pool": "default"},
+        "eth0": {"type": "nic", "network": "lxdbr0"},
+    },
+}
+
+
+def checks(source_facts=None, target_facts=None, container=None, pool="", taken=False):
+    source = Side("h1", True, True, "", {**FACTS, **(source_facts or {})})
+    target = Side("h2", True, True, "", {**FACTS, **(target_facts or {})})
+    result = run_checks(source, target, container or CONTAINER, pool, "c1", taken)
+    return {check.key: check for check in result}
+
+
+def test_two_alike_hosts_pass_everything_that_can_be_known():
+    result = checks()
+    assert {k for k, c in result.items() if c.status == FAIL} == set()
+    assert result["cpu_flags"].status == PASS
+    assert result["target_reaches_source"].status == UNKNOWN  # the migration itself tests it
+
+
+def test_missing_cpu_flags_block_live_strategies_but_not_a_cold_move():
+    result = checks(target_facts={"cpu_flags": ["sse2"]})
+    assert result["cpu_flags"].status == FAIL and "lacks avx" in result["cpu_flags"].reason
+    all_checks = list(result.values())
+    assert blocked(all_checks, "live") and blocked(all_checks, "stateful_move")
+    assert not blocked(all_checks, "cold")
+
+
+def test_unknown_cpu_flags_say_why_and_do_not_block():
+    result = checks(source_facts={"cpu_flags": None})
+    assert result["cpu_flags"].status == UNKNOWN
+    assert "LXD 5.0 does not report them" in result["cpu_flags"].reason
+
+
+def test_an_older_target_kernel_blocks_live_strategies():
+    result = checks(target_facts={"kernel_version": "5.15.0"})
+    assert result["kernel"].status == FAIL and "syscalls" in result["kernel"].reason
+
+
+def test_an_other_architecture_name_taken_missing_pool_profile_network_block_everything():
+    result = checks(
+        target_facts={
+            "architectures": ["aarch64"],
+            "storage_pools": ["fast"],
+            "profiles": [],
+            "networks": [],
+        },
+        taken=True,
+    )
+    for key in ("architecture", "name_free", "storage_pool", "profiles", "networks"):
+        assert result[key].status == FAIL and "cold" in result[key].blocks, key
+    assert "choose one of them" in result["storage_pool"].reason
+    assert (
+        checks(pool="fast", target_facts={"storage_pools": ["fast"]})["storage_pool"].status == PASS
+    )
+
+
+def test_an_unreachable_or_untrusting_host_stops_the_checks_there():
+    source = Side("h1", True, True, "", FACTS)
+    target = Side("h2", False, False, "Cannot connect to https://h2:8443", {})
+    result = run_checks(source, target, CONTAINER, "", "c1", False)
+    assert [c.status for c in result] == [PASS, FAIL]
+    assert "Cannot connect" in result[1].reason
+
+
+def test_incremental_memory_is_offered_only_with_dirty_tracking_on_both():
+    off = {"mem_dirty_track": {"ok": False, "output": "Dirty tracking is OFF."}}
+    on = {"mem_dirty_track": {"ok": True, "output": ""}}
+    assert checks()["incremental_memory"].status == UNKNOWN
+    assert checks(off, on)["incremental_memory"].status == WARN
+    assert "h1" in checks(off, on)["incremental_memory"].reason
+    assert checks(on, on)["incremental_memory"].status == PASS
+
+
+@pytest.mark.django_db
+def test_the_default_strategy_is_checkpoint_move_restore_until_both_are_measured():
+    h1, h2 = make_host("h1"), make_host("h2")
+    assert recommend(h1, h2, running=True, criu_possible=True) == (
+        "stateful_move",
+        UNMEASURED_REASON,
+    )
+    assert recommend(h1, h2, running=False, criu_possible=True)[0] == "stopped"
+    assert recommend(h1, h2, running=True, criu_possible=False)[0] == "cold"
+
+
+@pytest.mark.django_db
+def test_with_both_measured_the_lower_median_downtime_wins_and_says_so():
+    h1, h2 = make_host("h1"), make_host("h2")
+    for strategy, downtime in [
+        ("live", 10.5),
+        ("live", 10.9),
+        ("stateful_move", 1.4),
+        ("stateful_move", 30.0),
+        ("stateful_move", 29.0),
+    ]:
+        Operation.objects.create(
+            kind="migrate",
+            instance_name="c",
+            source_host=h1,
+            target_host=h2,
+            status="succeeded",
+            downtime_seconds=downtime,
+            finished_at=timezone.now(),
+            result={"strategy": strategy},
+        )
+    strategy, reason = recommend(h1, h2, running=True, criu_possible=True)
+    assert strategy == "live"
+    assert "live migration 10.70 s (median of 2)" in reason
+    assert "checkpoint, move, restore 29.00 s (median of 3)" in reason
+    assert recommend(h2, h1, running=True, criu_possible=True)[0] == "stateful_move"  # per pair
+
+
+@pytest.mark.django_db
+def test_the_frozen_interval_is_read_from_the_newest_migration_dump_log():
+    instance = make_instance(make_host())
+    log = "\n".join(
+        [
+            "(00.000000) CRIU run id = x",
+            "(00.026061) freezing cgroup /sys/fs/x",
+            "(00.026197) freezer.state=FREEZING",
+            "(00.126316) freezer.state=FROZEN",
+            "(00.250837) \t[/tmp/lxd_checkpoint/action.sh]",
+            "(10.774354) Unfreezing tasks into 2",
+            "(10.774709) Dumping finished",
+        ]
+    )
+    InstanceLog.objects.create(
+        instance=instance, filename="migration_dump_2026-01-01.log", content=""
+    )
+    InstanceLog.objects.create(
+        instance=instance, filename="migration_dump_2026-02-01.log", content=log
+    )
+    assert criu_frozen_seconds(instance) == pytest.approx(10.748, abs=0.001)
+
+
+@pytest.mark.django_db
+def test_the_migration_form_offers_other_hosts_only_and_refuses_an_unreachable_one(operator_client):
+    h1 = make_host("h1")
+    h2 = make_host("h2", status=Host.Status.UNREACHABLE, last_error="no route to host")
+    instance = make_instance(h1)
+    page = operator_client.get(f"/containers/{instance.pk}/").content.decode()
+    assert f'<option value="{h2.pk}">h2</option>' in page
+    assert f'<option value="{h1.pk}">' not in page
+    response = operator_client.post(
+        f"/containers/{instance.pk}/migrate/check/",
+        {"target": h2.pk, "strategy": "auto"},
+        follow=True,
+    )
+    assert "h2 is unreachable: no route to host" in response.content.decode()
+    assert not Operation.objects.exists()
+
+
+@pytest.mark.django_db
+def test_viewers_cannot_migrate(viewer_client):
+    instance = make_instance(make_host("h1"))
+    target = make_host("h2")
+    response = viewer_client.post(
+        f"/containers/{instance.pk}/migrate/check/", {"target": target.pk}
+    )
+    assert response.status_code == 403

@@ -1,0 +1,485 @@
+"""Moving a container between hosts: pre-flight, then one of three strategies, then
+verification before the source copy is removed. At every failure point one copy exists and
+the outcome says which, in which state, and what to do.
+
+Strategies for a RUNNING container:
+- live: LXD's live migration. CRIU freezes the container, dumps it, and (with LXD 5.0.2) the
+  dump waits in LXD's post-dump action script until the target has restored it.
+- stateful_move: stateful stop (checkpoint to disk), move the stopped container with its saved
+  state, start it on the target (which restores it).
+- cold: stop, move, start (the processes restart).
+A stopped container is simply moved ("stopped").
+
+Downtime is observed, not estimated: CRIU freezes the container's cgroup to seize its tasks
+(LXD reports "Frozen" for that moment, then "Running" again while the tasks stay stopped under
+ptrace), so the first Frozen sample marks the start; the target reporting success marks the
+end. The dump log's freezer interval, read afterwards, is kept beside it as a cross-check.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from django.conf import settings
+
+from panel import lxd
+from panel.models import Host, Operation
+from panel.preflight import Side, blocked, run_checks
+from workers.celery import app
+from workers.hosts import fetch_logs, sync_host, target_for
+from workers.runner import OperationFailed, Tracker, run
+
+SAMPLE_INTERVAL = 0.1  # seconds between status samples while a transfer runs
+CONNECTION_TROUBLE = (
+    "dial tcp",
+    "connection refused",
+    "no route to host",
+    "i/o timeout",
+    "network is unreachable",
+)
+
+
+# --- Pre-flight -------------------------------------------------------------------------------
+
+
+def side_of(host: Host) -> tuple[Side, lxd.Target]:
+    target = target_for(host)
+    try:
+        facts = {**lxd.server_facts(target), **host.agent_facts}
+    except lxd.LXDError as error:
+        return Side(host.name, False, False, str(error), {}), target
+    trusted = facts.get("auth") == "trusted"
+    return Side(host.name, True, trusted, "", facts), target
+
+
+def gather_checks(operation: Operation) -> list:
+    source, source_target = side_of(operation.source_host)
+    target, target_target = side_of(operation.target_host)
+    container, taken = {}, False
+    if source.reachable and source.trusted:
+        container = lxd.instance_definition(source_target, operation.instance_name)
+    if target.reachable and target.trusted:
+        taken = lxd.instance_status(target_target, operation.target_name) is not None
+    return run_checks(
+        source, target, container, operation.params.get("pool", ""), operation.target_name, taken
+    )
+
+
+def preflight(operation: Operation) -> str:
+    Tracker(operation).enter("checking", "Asking both hosts what the migration needs.")
+    checks = gather_checks(operation)
+    operation.result = {"checks": [check.as_dict() for check in checks]}
+    failed = [check for check in checks if check.status == "fail"]
+    if not failed:
+        return f"All {len(checks)} checks passed or are advisory."
+    return f"{len(failed)} of {len(checks)} checks failed: " + "; ".join(
+        check.label for check in failed
+    )
+
+
+# --- Migration --------------------------------------------------------------------------------
+
+
+class Migration:
+    def __init__(self, operation: Operation) -> None:
+        self.operation = operation
+        self.params = operation.params
+        self.name, self.new_name = operation.instance_name, operation.target_name
+        self.source_host, self.target_host = operation.source_host, operation.target_host
+        self.source = Tracker(operation)
+        self.target = Tracker(operation, host=operation.target_host)
+        self.started = time.monotonic()
+        self.phases: list[dict] = []
+        self.downtime_start: float | None = None
+        self.downtime_end: float | None = None
+
+    # Bookkeeping of where the time went, for the timeline chart.
+    def phase(self, name: str, start: float, end: float) -> None:
+        begin = round(start - self.started, 3)
+        self.phases.append(
+            {
+                "name": name,
+                "start": begin,
+                "end": round(end - self.started, 3),
+                "duration": round(end - start, 3),
+            }
+        )
+
+    def run(self) -> str:
+        checks = gather_checks(self.operation)
+        strategy = self.params["strategy"]
+        self.operation.result = {
+            "checks": [check.as_dict() for check in checks],
+            "strategy": strategy,
+        }
+        stopping = blocked(checks, strategy)
+        if stopping:
+            raise OperationFailed(
+                "Pre-flight failed, nothing was changed: "
+                + "; ".join(f"{check.label}: {check.reason}" for check in stopping),
+                state_after=f"on {self.source_host.name}, untouched",
+            )
+        {
+            "live": self.live,
+            "stateful_move": self.stateful_move,
+            "cold": self.cold,
+            "stopped": self.stopped,
+        }[strategy]()
+        return self.finish_up(strategy)
+
+    def live(self) -> None:
+        self.transfer(live=True, watch_freeze=True)
+
+    def stateful_move(self) -> None:
+        self.stop_source(stateful=True)
+        self.transfer(live=False)
+        self.start_target(restoring=True)
+
+    def cold(self) -> None:
+        self.stop_source(stateful=False)
+        self.transfer(live=False)
+        self.start_target(restoring=False)
+
+    def stopped(self) -> None:
+        self.transfer(live=False)
+
+    # --- the steps ---
+
+    def stop_source(self, stateful: bool) -> None:
+        begin = time.monotonic()
+        self.downtime_start = begin
+        stage = "checkpointing" if stateful else "stopping"
+        self.source.enter(
+            stage,
+            f"{'Stateful stop' if stateful else 'Stop'} of {self.name} on {self.source_host.name}.",
+        )
+        state = self.source.follow(
+            lxd.start_state_change(self.source.target, self.name, "stop", stateful=stateful)
+        )
+        if state is not None and state.status != "Success":
+            status = lxd.instance_status(self.source.target, self.name)
+            where = f"on {self.source_host.name}, {(status or 'gone').upper()}"
+            words = ("Checkpoint failed" if stateful else "Stop failed") + (
+                f"; the container is still running on {self.source_host.name}, nothing moved."
+                if status == "Running"
+                else f"; the container is {where}: start it there."
+            )
+            raise OperationFailed(words, state.error, where)
+        self.phase("checkpoint" if stateful else "stop", begin, time.monotonic())
+
+    def transfer(self, live: bool, watch_freeze: bool = False) -> None:
+        begin = time.monotonic()
+        self.source.enter(
+            "transferring",
+            f"Moving {self.name} to {self.target_host.name}"
+            + (" live (CRIU)." if live else " (stopped)."),
+        )
+        definition = lxd.instance_definition(self.source.target, self.name)
+        try:
+            self.pull_or_push(definition, live, watch_freeze, mode="pull")
+        except ConnectionTrouble as trouble:
+            self.operation.log(
+                f"The target could not reach the source ({trouble}); retrying in push mode.",
+                "transferring",
+            )
+            self.pull_or_push(definition, live, watch_freeze, mode="push")
+        end = time.monotonic()
+        if live:
+            frozen_at = self.downtime_start or begin
+            self.phase("transfer (running)", begin, frozen_at)
+            self.phase("frozen: checkpoint, transfer, restore", frozen_at, end)
+            self.downtime_end = end
+        else:
+            self.phase("transfer (stopped)", begin, end)
+
+    def pull_or_push(self, definition: dict, live: bool, watch_freeze: bool, mode: str) -> None:
+        source_target, target_target = self.source.target, self.target.target
+        pool = self.params.get("pool", "")
+        if mode == "pull":
+            source_op, secrets = lxd.start_migration_source(source_target, self.name, live)
+            self.source.remember(source_op)
+            origin = {
+                "mode": "pull",
+                "operation": lxd.operation_url(self.source_host.endpoint, source_op),
+                "certificate": lxd.server_certificate(source_target),
+                "secrets": secrets,
+            }
+            body = lxd.migration_target_body(definition, self.new_name, live, pool, origin)
+            target_op, _ = lxd.start_migration_target(target_target, body)
+            self.target.remember(target_op)
+        else:
+            body = lxd.migration_target_body(
+                definition, self.new_name, live, pool, {"mode": "push"}
+            )
+            target_op, secrets = lxd.start_migration_target(target_target, body)
+            self.target.remember(target_op)
+            push_to = {
+                "operation": lxd.operation_url(self.target_host.endpoint, target_op),
+                "certificate": lxd.server_certificate(target_target),
+                "secrets": secrets,
+            }
+            source_op, _ = lxd.start_migration_source(source_target, self.name, live, push_to)
+            self.source.remember(source_op)
+        self.follow_transfer(source_op, target_op, watch_freeze, mode)
+
+    def follow_transfer(self, source_op: str, target_op: str, watch_freeze: bool, mode: str):
+        """Follow both ends until the target's operation ends, sampling the source status
+        to catch the freeze, and copying `fs_progress` from whichever end reports it."""
+        deadline = time.monotonic() + settings.OPERATION_TIMEOUT_SECONDS
+        while True:
+            target_state = lxd.operation_state(self.target.target, target_op)
+            if watch_freeze and self.downtime_start is None:
+                self.notice_freeze()
+            if target_state is None or target_state.finished:
+                break
+            self.source.record_progress(target_state.progress_text)
+            if time.monotonic() > deadline:
+                raise self.target_failed(source_op, target_op, "the migration timed out")
+            time.sleep(SAMPLE_INTERVAL)
+        if target_state is not None and target_state.status != "Success":
+            error = target_state.error
+            if mode == "pull" and any(word in error.lower() for word in CONNECTION_TROUBLE):
+                self.settle_source(source_op)
+                self.remove_partial_target()
+                raise ConnectionTrouble(error)
+            raise self.target_failed(source_op, target_op, error)
+        self.settle_source(source_op)
+
+    def notice_freeze(self) -> None:
+        if lxd.instance_status(self.source.target, self.name) != "Frozen":
+            return
+        self.downtime_start = time.monotonic()
+        self.operation.log("The container is frozen: CRIU is checkpointing it.", "checkpointing")
+        self.source.record_progress("frozen: checkpointing and restoring")
+
+    def settle_source(self, source_op: str) -> lxd.OperationState | None:
+        """Wait (bounded) for the source's side to end, cancelling it if LXD allows."""
+        grace = time.monotonic() + settings.MIGRATION_SOURCE_GRACE_SECONDS
+        state = lxd.wait_operation(self.source.target, source_op, seconds=1)
+        while state is not None and not state.finished and time.monotonic() < grace:
+            state = lxd.wait_operation(self.source.target, source_op, seconds=1)
+        if state is not None and not state.finished and state.may_cancel:
+            lxd.cancel_operation(self.source.target, source_op)
+            self.operation.log(f"Cancelled the source's LXD operation {source_op}.")
+            state = lxd.wait_operation(self.source.target, source_op, seconds=5)
+        return state
+
+    def target_failed(self, source_op: str, target_op: str, error: str) -> OperationFailed:
+        self.target.enter("reconciling", f"The target failed ({error}); checking both hosts.")
+        restore_errors = self.criu_errors_on_target()
+        source_state = self.settle_source(source_op)
+        self.remove_partial_target()
+        status = lxd.instance_status(self.source.target, self.name)
+        source, target = self.source_host.name, self.target_host.name
+        if source_state is not None and not source_state.finished:
+            words = (
+                f"Migration failed on {target}, and the source's CRIU dump is stuck in LXD's "
+                f"action script on {source} (LXD operation {source_op}): the container "
+                f"there is held by it and does not run. Force-stop it on {source} and start "
+                "it again, or kill the criu process on that host."
+            )
+            state_after = f"on {source}, held by a stuck dump"
+        elif status == "Running" and self.held_by_a_tracer():
+            words = (
+                f"Migration failed on {target}. On {source} the container is still held by "
+                "CRIU's dump, which waits in LXD's action script (LXD 5.0.2 leaves it there when "
+                "the target's restore fails): its processes are stopped although LXD reports it "
+                f"Running. Kill that criu process on {source} (`criu dump ... "
+                f"lxc.payload.{self.name}`); the container then stops and can be started again."
+            )
+            state_after = f"on {source}, held by a stuck CRIU dump (processes stopped)"
+        elif status == "Running":
+            words = (
+                f"Migration failed on {target}; the container is still running on "
+                f"{source}, nothing was lost."
+            )
+            state_after = f"on {source}, RUNNING"
+        else:
+            words = (
+                f"Migration failed on {target}; the container is {(status or 'gone').upper()} "
+                f"on {source}: start it there."
+            )
+            state_after = f"on {source}, {(status or 'gone').upper()}"
+        if restore_errors:
+            error = f"{error}\n\nFrom CRIU's log on {target}:\n{restore_errors}"
+        return OperationFailed(words, error, state_after)
+
+    def held_by_a_tracer(self) -> bool:
+        """LXD says Running even while CRIU holds the tasks; init's state says the truth."""
+        try:
+            state = lxd.container_init_state(self.source.target, self.name)
+        except lxd.LXDError as error:
+            self.operation.log(f"Could not read the container's init state: {error}")
+            return False
+        self.operation.log(f"The container's init is in state {state!r}.", "reconciling")
+        return state.startswith("t")
+
+    def criu_errors_on_target(self) -> str:
+        try:
+            logs = lxd.instance_logs(self.target.target, self.new_name, 1024 * 1024)
+        except lxd.LXDError:
+            return ""
+        for filename, text, _ in sorted(logs, reverse=True):
+            if filename.startswith(("migration_restore_", "snapshot_restore_")):
+                errors = [line for line in text.splitlines() if "Error" in line]
+                return f"{filename}:\n" + "\n".join(errors[-12:]) if errors else ""
+        return ""
+
+    def remove_partial_target(self) -> None:
+        """A failed transfer can leave a stopped, half-made copy on the target: remove it so
+        the one real copy stays on the source and a retry finds the name free."""
+        status = lxd.instance_status(self.target.target, self.new_name)
+        if status is None or status == "Running":
+            return
+        self.target.follow(lxd.start_delete_instance(self.target.target, self.new_name))
+        self.operation.log(f"Removed the partial copy on {self.target_host.name}.", "reconciling")
+
+    def start_target(self, restoring: bool) -> None:
+        begin = time.monotonic()
+        self.target.enter(
+            "restoring" if restoring else "starting",
+            f"Starting {self.new_name} on {self.target_host.name}"
+            + (" from its saved state." if restoring else "."),
+        )
+        state = self.target.follow(
+            lxd.start_state_change(self.target.target, self.new_name, "start", stateful=restoring)
+        )
+        if state is not None and state.status != "Success":
+            target_status = lxd.instance_status(self.target.target, self.new_name)
+            raise OperationFailed(
+                f"{'Restore' if restoring else 'Start'} on {self.target_host.name} failed. The "
+                f"moved copy is on {self.target_host.name} ({(target_status or 'gone').upper()}); "
+                f"the original is still on {self.source_host.name} (stopped"
+                f"{' with its saved state' if restoring else ''}). Start it on "
+                f"{self.source_host.name}, then remove the copy on {self.target_host.name}.",
+                state.error,
+                f"on {self.source_host.name}, STOPPED; copy on {self.target_host.name}",
+            )
+        self.downtime_end = time.monotonic()
+        self.phase("restore (start)" if restoring else "start", begin, self.downtime_end)
+
+    def finish_up(self, strategy: str) -> str:
+        expected = "Stopped" if strategy == "stopped" else "Running"
+        self.target.enter("verifying", f"Checking {self.new_name} on {self.target_host.name}.")
+        status = lxd.instance_status(self.target.target, self.new_name)
+        if status != expected:
+            raise OperationFailed(
+                f"The copy on {self.target_host.name} is {(status or 'gone').upper()}, not "
+                f"{expected.upper()}; the original was kept on {self.source_host.name}.",
+                state_after=f"on {self.source_host.name}; copy on {self.target_host.name}",
+            )
+        self.record_measurements(strategy)
+        left_behind = self.clean_up_source()
+        where = f"on {self.target_host.name}, {expected.upper()}"
+        self.operation.container_state_after = where
+        downtime = self.operation.downtime_seconds
+        summary = f"Migrated to {self.target_host.name} ({strategy.replace('_', ' ')}); {where}."
+        if downtime is not None:
+            summary += f" Downtime {downtime:.2f} s."
+        return summary + left_behind
+
+    def record_measurements(self, strategy: str) -> None:
+        """Keep the dump log (it goes away with the source copy) and the measured downtime."""
+        frozen = None
+        if strategy == "live" and self.operation.instance is not None:
+            fetch_logs(self.operation.instance)
+            frozen = criu_frozen_seconds(self.operation.instance)
+        if self.downtime_start is not None and self.downtime_end is not None:
+            self.operation.downtime_seconds = round(self.downtime_end - self.downtime_start, 3)
+        self.operation.result.update(
+            phases=self.phases,
+            criu_frozen_seconds=frozen,
+            total_seconds=round(time.monotonic() - self.started, 3),
+        )
+
+    def clean_up_source(self) -> str:
+        """Delete the source copy, now that the target is verified. LXD 5.0.2 may still be
+        stopping it ('busy running a "stop" operation'): retry until it is free."""
+        if self.params.get("keep_source"):
+            return f" The source copy was kept on {self.source_host.name}, as asked."
+        begin = time.monotonic()
+        self.source.enter("cleaning up", f"Removing the source copy on {self.source_host.name}.")
+        deadline = begin + settings.MIGRATION_SOURCE_GRACE_SECONDS
+        last_error = ""
+        while time.monotonic() < deadline:
+            status = lxd.instance_status(self.source.target, self.name)
+            if status is None:
+                break
+            if status == "Stopped":
+                state = self.source.follow(lxd.start_delete_instance(self.source.target, self.name))
+                if state is None or state.status == "Success":
+                    break
+                last_error = state.error
+            time.sleep(1)
+        else:
+            self.phase("clean up", begin, time.monotonic())
+            self.operation.log(f"The source copy could not be removed: {last_error}")
+            return (
+                f" The source copy was left behind on {self.source_host.name} (stopped): "
+                f"{last_error or 'it did not stop in time'}. Remove it with one click below."
+            )
+        self.phase("clean up", begin, time.monotonic())
+        return ""
+
+
+class ConnectionTrouble(Exception):
+    """The target could not connect to the source (pull mode): try push mode."""
+
+
+# CRIU logs seconds since it started. The freeze begins when it freezes the cgroup (or, if
+# that line is missing, when it seizes the first task) and ends when it unfreezes the tasks.
+FREEZER = re.compile(r"^\((\d+\.\d+)\) (freezer\.state=FREEZING|freezing cgroup|Seized task)")
+UNFREEZE = re.compile(r"^\((\d+\.\d+)\) Unfreezing tasks")
+
+
+def criu_frozen_seconds(instance) -> float | None:
+    """The frozen interval in the newest migration dump log: FREEZING to 'Unfreezing tasks'."""
+    logs = [log for log in instance.logs.all() if log.filename.startswith("migration_dump_")]
+    if not logs:
+        return None
+    text = max(logs, key=lambda log: log.filename).content
+    start = next((float(m.group(1)) for m in map(FREEZER.match, text.splitlines()) if m), None)
+    end = next((float(m.group(1)) for m in map(UNFREEZE.match, text.splitlines()) if m), None)
+    return round(end - start, 3) if start is not None and end is not None else None
+
+
+def delete_copy(operation: Operation) -> str:
+    """Remove a stopped copy left behind (a source copy after a migration, a partial target)."""
+    tracker = Tracker(operation)
+    status = lxd.instance_status(tracker.target, operation.instance_name)
+    if status is None:
+        return "There was nothing to remove: the copy is already gone."
+    if status != "Stopped":
+        raise OperationFailed(
+            f"Refusing to remove a {status.upper()} instance: only a stopped copy is removed here.",
+            state_after=status.upper(),
+        )
+    tracker.enter("deleting", f"Removing the stopped copy on {operation.source_host.name}.")
+    state = tracker.follow(lxd.start_delete_instance(tracker.target, operation.instance_name))
+    if state is not None and state.status != "Success":
+        raise OperationFailed("Removing the copy failed.", state.error, "STOPPED")
+    return f"Removed the stopped copy on {operation.source_host.name}."
+
+
+def migrate(operation: Operation) -> str:
+    return Migration(operation).run()
+
+
+WORK = {
+    Operation.Kind.PREFLIGHT: preflight,
+    Operation.Kind.MIGRATE: migrate,
+    Operation.Kind.DELETE_COPY: delete_copy,
+}
+
+
+@app.task
+def run_migration_operation(operation_id: int) -> None:
+    operation = Operation.objects.filter(pk=operation_id).only("kind").first()
+    if operation is None:
+        return
+    finished = run(operation_id, WORK[operation.kind])
+    if finished is None:
+        return
+    for host_id in {finished.source_host_id, finished.target_host_id} - {None}:
+        sync_host.delay(host_id)  # both inventories show the truth afterwards
