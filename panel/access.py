@@ -50,9 +50,7 @@ def get_instance(request, pk: int, operate: bool = False) -> Instance:
 
 
 def get_operation(request, pk: int, operate: bool = False) -> Operation:
-    operation = get_object_or_404(
-        Operation.objects.select_related("source_host", "target_host", "requested_by"), pk=pk
-    )
+    operation = get_object_or_404(Operation, pk=pk)
     if operate and not can_operate(request.user):
         raise PermissionDenied("Only operators can change operations.")
     return operation

@@ -208,8 +208,9 @@ def normalise_instance(raw: dict) -> dict:
 
 
 def parse_time(value: str | None) -> dt.datetime | None:
-    """LXD's timestamps; the zero time (0001-01-01) means 'never'."""
-    if not value or value.startswith("0001-01-01"):
+    """LXD's timestamps; its zero times (0001-01-01, and 1970-01-01 for a container never
+    started, in 5.0.2) mean 'never'."""
+    if not value or value.startswith(("0001-01-01", "1970-01-01T00:00:00")):
         return None
     try:
         return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -304,6 +305,7 @@ def ensure_client_certificate(folder: Path) -> tuple[str, str]:
     """The panel's own client certificate, generated once. The key is readable only by the
     panel's user and is never shown, logged or bundled."""
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder.chmod(0o700)  # also when an older run created it with the default mode
     cert_path, key_path = folder / "client.crt", folder / "client.key"
     if cert_path.exists() and key_path.exists():
         return str(cert_path), str(key_path)

@@ -16,6 +16,9 @@ from panel.sealed import seal
 from panel.views.dashboard import fleet
 from workers.hosts import establish_trust_task, fetch_certificate_task, sync_host
 
+# The host page lists this many containers and links to the filtered list for the rest.
+HOST_PAGE_CONTAINERS = 100
+
 
 @login_required
 @require_GET
@@ -30,8 +33,14 @@ def host_detail(request: HttpRequest, pk: int) -> HttpResponse:
     host = get_host(request, pk)
     if host.status == Host.Status.ENROLLING:
         return redirect("host-enroll", pk=host.pk)
-    instances = host.instances.present().order_by("name")
-    context = {"host": host, "instances": instances, "can_manage": can_manage_hosts(request.user)}
+    present = host.instances.present()
+    instances = present.only("name", "status", "type").order_by("name")[:HOST_PAGE_CONTAINERS]
+    context = {
+        "host": host,
+        "instances": instances,
+        "container_count": present.count(),
+        "can_manage": can_manage_hosts(request.user),
+    }
     if request.htmx:
         return render(request, "panel/hosts/detail.html#host-facts", context)
     return render(request, "panel/hosts/detail.html", context)

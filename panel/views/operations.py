@@ -79,7 +79,10 @@ def operation_progress(request: HttpRequest, pk: int) -> HttpResponse:
     """The polled fragment: one primary-key read, one template, never LXD. When the
     operation has ended, answer 286 so htmx stops polling."""
     operation = get_operation(request, pk)
-    context = {"operation": operation, "can_operate": can_operate(request.user)}
+    context = {
+        "operation": operation,
+        "can_operate": operation.is_active and can_operate(request.user),
+    }
     response = render(request, "panel/operations/_progress.html", context)
     if operation.is_active or not request.htmx:
         return response
