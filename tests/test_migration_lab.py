@@ -18,6 +18,7 @@ from tests.lab_tools import (
     set_criu,
     unique_name,
 )
+from workers.bundles import probe
 from workers.hosts import sync
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db(transaction=True), pytest.mark.timeout(600)]
@@ -173,3 +174,20 @@ def test_refusals_same_host_name_taken_unreachable_target_and_failed_preflight(
     assert operation.status == Operation.Status.FAILED
     assert operation.outcome.startswith("Pre-flight failed, nothing was changed")
     assert instance_status(lab["hosts"][0], counter.name) == "Running"
+
+
+def test_the_hosts_agents_refine_the_preflight(
+    lab, fleet, lab_agents, celery_worker, admin_client, counter
+):
+    """With an agent on each host, CPU flags and `criu check` are known, and so is the lab
+    kernel's missing memory dirty tracking, which rules out LXD's incremental pre-copy."""
+    probe(list(fleet))
+    form = {"target": fleet[1].pk, "strategy": "auto"}
+    response = admin_client.post(f"/containers/{counter.pk}/migrate/check/", form)
+    preflight = finished(int(response["Location"].split("/")[2]))
+    checks = {check["key"]: check for check in preflight.result["checks"]}
+    print({key: check["status"] for key, check in checks.items()})
+    assert checks["cpu_flags"]["status"] == "pass"
+    assert checks["source_criu"]["status"] == checks["target_criu"]["status"] == "pass"
+    memory = checks["incremental_memory"]
+    assert memory["status"] == "warn" and "dirty tracking is off" in memory["reason"]

@@ -98,10 +98,13 @@ def capped(text: str, max_bytes: int) -> tuple[str, bool]:
 def facts() -> dict:
     """What capabilities need from the host: `criu check`, CPU flags, uname, CRIU's version."""
     status, output = run([settings.AGENT_CRIU, "check"])
+    dirty, dirty_output = run([settings.AGENT_CRIU, "check", "--feature", "mem_dirty_track"])
     _, version = run([settings.AGENT_CRIU, "--version"])
     _, uname = run(["uname", "-a"])
     return {
         "criu_check": {"ok": status == 0, "output": output.strip()[-2000:]},
+        # LXD's incremental memory pre-copy needs it; without it LXD silently does one dump.
+        "mem_dirty_track": {"ok": dirty == 0, "output": dirty_output.strip()[-500:]},
         "criu_version": version.strip().splitlines()[0] if version.strip() else "",
         "cpu_flags": cpu_flags(),
         "uname": uname.strip(),

@@ -1,0 +1,159 @@
+"""End-to-end fixtures: the panel served for real by gunicorn on the test database, and
+Debian's Chromium driven by Playwright (no browser download: `apt-get install chromium`)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from django.conf import settings
+
+from tests.conftest import ROOT, wait_for
+
+CHROMIUM = os.environ.get("PANEL_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+VIEWPORT = {"width": 1280, "height": 800}
+PASSWORD = "s3cret-pass-word"  # the admin_user persona's, from tests/conftest.py
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (our own server)
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def panel_url(django_db_setup, django_db_blocker) -> str:
+    """gunicorn serving the panel on a free port, writing to the test database as the worker does.
+
+    Tests that use it need `@pytest.mark.django_db(transaction=True)` so what they create is
+    committed where the server can read it.
+    """
+    database = settings.DATABASES["default"]
+    port = free_port()
+    env = {**os.environ, "PANEL_ALLOWED_HOSTS": "127.0.0.1"}
+    if database["ENGINE"].endswith("sqlite3"):
+        env["PANEL_DATABASE_URL"] = f"sqlite:///{database['NAME']}"
+    log_path = Path(settings.DATA_DIR) / "log" / "test-gunicorn.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [str(gunicorn), "panel.wsgi", "--bind", f"127.0.0.1:{port}",
+             "--workers", "2", "--threads", "4", "--access-logfile", "-"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: answers(f"{url}/healthz"), timeout=30, interval=0.3,
+                 what=f"gunicorn to answer on {url} (log: {log_path})")  # fmt: skip
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's `chromium` (bin/test does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+class Visit:
+    """What the browser saw besides the pages: confirmation dialogs and foreign requests."""
+
+    def __init__(self) -> None:
+        self.dialogs: list[str] = []
+        self.foreign_requests: list[str] = []
+
+
+@pytest.fixture
+def visit(browser, panel_url):
+    """A fresh browser context per test; every confirm() is recorded and accepted, and every
+    request that leaves the panel's origin is recorded (the panel serves all its assets)."""
+    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True, base_url=panel_url)
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    seen = Visit()
+
+    def on_dialog(dialog) -> None:
+        seen.dialogs.append(dialog.message)
+        dialog.accept()
+
+    def on_request(request) -> None:
+        if urlsplit(request.url).netloc != urlsplit(panel_url).netloc:
+            seen.foreign_requests.append(request.url)
+
+    page.on("dialog", on_dialog)
+    page.on("request", on_request)
+    page.seen = seen
+    try:
+        yield page
+    finally:
+        context.close()
+    assert not seen.foreign_requests, f"assets from outside the panel: {seen.foreign_requests}"
+
+
+def screenshot(page, name: str) -> None:
+    """Save docs/screenshots/<name>.png (the README shows some of them)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def unlabelled_controls(page) -> list[str]:
+    """Visible form controls that a screen reader would announce without a name."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('input, select, textarea')]
+            .filter(el => el.type !== 'hidden' && el.offsetParent !== null)
+            .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                          && !el.getAttribute('aria-labelledby') && !el.title)
+            .map(el => el.outerHTML.slice(0, 120))"""
+    )
+
+
+def log_in(page, user) -> None:
+    """Through the real login form, as a person does."""
+    from playwright.sync_api import expect
+
+    page.goto("/")
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+    page.get_by_label("User name").fill(user.username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Fleet")).to_be_visible()
+    expect(page.locator(".who")).to_have_text(user.username)
