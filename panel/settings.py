@@ -143,6 +143,16 @@ LOCAL_LXD_SOCKETS = env.list(
 # Celery: the broker is Redis; results live in the database (Operation rows), not in Celery.
 CELERY_BROKER_URL = env.str("PANEL_REDIS_URL", "redis://127.0.0.1:6379/0")
 CELERY_TASK_IGNORE_RESULT = True
+# Long, non-idempotent jobs (docs/operations.md explains each choice):
+# - ack late, so a task a dying worker had not finished is delivered again instead of lost;
+#   a redelivered task finds its Operation no longer pending (one conditional UPDATE claims
+#   it) and does nothing, so no LXD action ever starts twice;
+# - prefetch one, so a worker never holds queued jobs it cannot start;
+# - Redis redelivers unacknowledged jobs after the visibility timeout: longer than the longest
+#   operation, so a job still running is not handed to a second worker;
+# - no Celery time limits: every LXD call has its own timeout and every wait is bounded, and a
+#   hard limit would kill a worker in the middle of an LXD call.
+CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "panel"
@@ -175,6 +185,14 @@ LOGGING = {
 # The longest a single LXD operation (a checkpoint, a restore) may run before the worker
 # cancels it where LXD allows, and reports it.
 OPERATION_TIMEOUT_SECONDS = env.int("PANEL_OPERATION_TIMEOUT_SECONDS", 900, minimum=10)
+# The reconciler (beat, every minute) settles running operations whose worker has not
+# reported for this long, and pending ones nobody started (see workers/reconciler.py).
+RECONCILE_SILENT_SECONDS = env.int("PANEL_RECONCILE_SILENT_SECONDS", 120, minimum=30)
+CELERY_BEAT_SCHEDULE["reconcile-operations"] = {
+    "task": "workers.reconciler.reconcile_task",
+    "schedule": 60.0,
+}
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": OPERATION_TIMEOUT_SECONDS * 2 + 600}
 # After a migration's target side ends, how long the source side may take to end too (LXD
 # 5.0.2 keeps the dump waiting in its action script, or is still stopping the source copy).
 MIGRATION_SOURCE_GRACE_SECONDS = env.int("PANEL_MIGRATION_SOURCE_GRACE_SECONDS", 60, minimum=5)

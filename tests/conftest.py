@@ -78,6 +78,24 @@ def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "cond
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def start_celery_worker(name: str) -> subprocess.Popen:
+    """A real worker process on the test Redis and the test database, in its own process
+    group (so a fault test can kill it, pool children included, like a crash would)."""
+    database = settings.DATABASES["default"]
+    env = dict(os.environ)
+    if database["ENGINE"].endswith("sqlite3"):
+        env["PANEL_DATABASE_URL"] = f"sqlite:///{database['NAME']}"
+    log_path = Path(settings.DATA_DIR) / "log" / f"{name.split('@')[0]}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", "panel",
+             "--hostname", name, "--concurrency", "4", "--loglevel", "INFO",
+             "--without-gossip", "--without-mingle"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def celery_worker(django_db_setup, django_db_blocker):
     """A real Celery worker process on the test Redis, writing to the test database.
@@ -92,25 +110,13 @@ def celery_worker(django_db_setup, django_db_blocker):
             f"Redis at {settings.CELERY_BROKER_URL} is not answering ({error}): use bin/test"
         )
     celery_app.control.purge()
-    database = settings.DATABASES["default"]
-    env = dict(os.environ)
-    if database["ENGINE"].endswith("sqlite3"):
-        env["PANEL_DATABASE_URL"] = f"sqlite:///{database['NAME']}"
-    log_path = Path(settings.DATA_DIR) / "log" / "test-worker.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
     name = f"test-{os.getpid()}@localhost"
-    with log_path.open("w") as log:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", "panel",
-             "--hostname", name, "--concurrency", "4", "--loglevel", "INFO",
-             "--without-gossip", "--without-mingle"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    worker = start_celery_worker(name)
     try:
         wait_for(
             lambda: celery_app.control.ping(destination=[name], timeout=0.5),
             timeout=60,
-            what=f"the Celery worker to answer (log: {log_path})",
+            what=f"the Celery worker {name} to answer (log in var/log/)",
         )
         yield worker
     finally:

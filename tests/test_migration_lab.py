@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+import signal
+import time
+
 import pytest
+from django.conf import settings
+from django.utils import timezone
 from django.utils.html import escape
 
 from panel.models import Host, Instance, Operation
-from tests.conftest import wait_for
+from tests.conftest import start_celery_worker, wait_for
 from tests.lab_tools import (
     enroll,
     instance_status,
@@ -19,7 +26,9 @@ from tests.lab_tools import (
     unique_name,
 )
 from workers.bundles import probe
+from workers.celery import app as celery_app
 from workers.hosts import sync
+from workers.reconciler import lxd_still_working, reconcile
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db(transaction=True), pytest.mark.timeout(600)]
 
@@ -83,9 +92,11 @@ def test_a_live_migration_there_and_back_keeps_the_counter_and_measures_downtime
         assert operation.status == Operation.Status.SUCCEEDED, (operation.outcome, operation.error)
         after = read_counter(lab_target, name)
         frozen = operation.result["criu_frozen_seconds"]
-        print(f"{source.name} -> {target.name} live: counter {before} -> {after}, downtime "
-              f"{operation.downtime_seconds} s, CRIU frozen {frozen} s, total "
-              f"{operation.result['total_seconds']} s")  # fmt: skip
+        print(
+            f"{source.name} -> {target.name} live: counter {before} -> {after}, downtime "
+            f"{operation.downtime_seconds} s, CRIU frozen {frozen} s, total "
+            f"{operation.result['total_seconds']} s"
+        )
         assert after >= before and read_boot_id(lab_target, name) == boot
         assert instance_status(lab_target, name) == "Running"
         assert instance_status(lab["hosts"][0] if source == h1 else lab["hosts"][1], name) is None
@@ -191,3 +202,56 @@ def test_the_hosts_agents_refine_the_preflight(
     assert checks["source_criu"]["status"] == checks["target_criu"]["status"] == "pass"
     memory = checks["incremental_memory"]
     assert memory["status"] == "warn" and "dirty tracking is off" in memory["reason"]
+
+
+def test_a_worker_killed_during_a_live_migration_is_reconciled_with_the_truth(
+    lab, fleet, celery_worker, admin_client, counter
+):
+    """SIGKILL the worker (its whole process group) while the container is being migrated:
+    LXD finishes alone; the reconciler must end the operation saying where the container
+    is, and the copy left behind must be removable with one click."""
+    boot = read_boot_id(lab["hosts"][0], counter.name)
+    session_worker = f"test-{os.getpid()}@localhost"
+    celery_app.control.cancel_consumer("panel", destination=[session_worker], reply=True)
+    doomed = start_celery_worker(f"doomed-{os.getpid()}@localhost")
+    try:
+        wait_for(
+            lambda: celery_app.control.ping(
+                destination=[f"doomed-{os.getpid()}@localhost"], timeout=0.5
+            ),
+            timeout=60,
+            what="the doomed worker",
+        )
+        response = admin_client.post(
+            f"/containers/{counter.pk}/migrate/", {"target": fleet[1].pk, "strategy": "live"}
+        )
+        pk = int(response["Location"].split("/")[2])
+        wait_for(
+            lambda: len(Operation.objects.get(pk=pk).lxd_operation_ids) >= 2,
+            timeout=60,
+            what="both LXD operations to start",
+        )
+        time.sleep(2)  # the container is frozen now, in the middle of the migration
+        os.killpg(doomed.pid, signal.SIGKILL)
+        doomed.wait(timeout=30)
+    finally:
+        celery_app.control.add_consumer("panel", destination=[session_worker], reply=True)
+    operation = Operation.objects.get(pk=pk)
+    assert operation.status == Operation.Status.RUNNING  # nobody ended it: the worker is dead
+    wait_for(lambda: not lxd_still_working(operation), timeout=120, what="LXD to finish alone")
+    silence = timezone.now() + dt.timedelta(seconds=settings.RECONCILE_SILENT_SECONDS + 1)
+    started = time.monotonic()
+    assert reconcile(now=silence) == [pk]
+    operation.refresh_from_db()
+    print(f"reconciled in {time.monotonic() - started:.2f} s: {operation.outcome}")
+    assert operation.status == Operation.Status.INTERRUPTED
+    assert f"The container is on {fleet[1].name} (RUNNING)" in operation.outcome
+    assert instance_status(lab["hosts"][1], counter.name) == "Running"  # the truth, from LXD
+    assert read_boot_id(lab["hosts"][1], counter.name) == boot
+    if instance_status(lab["hosts"][0], counter.name) is not None:
+        assert "left behind" in operation.outcome
+        sync(fleet[0])
+        cleanup = admin_client.post(f"/operations/{pk}/remove-left-copy/")
+        removal = finished(int(cleanup["Location"].split("/")[2]))
+        assert removal.status == Operation.Status.SUCCEEDED, removal.outcome
+        assert instance_status(lab["hosts"][0], counter.name) is None

@@ -17,6 +17,7 @@ app = Celery(
         "workers.migrations",
         "workers.bundles",
         "workers.agent",
+        "workers.reconciler",
     ],
 )
 app.config_from_object("django.conf:settings", namespace="CELERY")

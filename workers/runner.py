@@ -111,7 +111,10 @@ class Tracker:
     def enter(self, stage: str, message: str) -> None:
         self.operation.stage = stage
         self.operation.progress_text, self.operation.progress_fraction = "", None
-        self.operation.save(update_fields=["stage", "progress_text", "progress_fraction"])
+        self.operation.heartbeat_at = timezone.now()
+        self.operation.save(
+            update_fields=["stage", "progress_text", "progress_fraction", "heartbeat_at"]
+        )
         self.operation.log(message, stage)
 
     def follow(self, operation_id: str, timeout: float | None = None) -> lxd.OperationState | None:
