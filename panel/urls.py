@@ -45,7 +45,8 @@ urlpatterns = [
     path("bundles/<int:pk>/download/", bundles.bundle_download, name="bundle-download"),
     path("containers/<int:pk>/bundle/", bundles.instance_bundle, name="instance-bundle"),
     path("operations/<int:pk>/bundle/", bundles.operation_bundle, name="operation-bundle"),
-    path("healthz", dashboard.health, name="health"),
+    path("healthz", dashboard.liveness, name="health"),
+    path("health/", dashboard.health_report, name="health-report"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -78,3 +78,19 @@ def test_only_admins_can_add_the_local_host(viewer_client):
     response = viewer_client.post("/hosts/add-local/")
     assert response.status_code == 403
     assert not Host.objects.exists()
+
+
+def test_the_health_report_needs_login_and_names_each_failing_part(client, viewer_client):
+    assert client.get("/health/").status_code == 302
+    Host.objects.create(
+        name="h1",
+        endpoint="/x.socket",
+        status=Host.Status.UNREACHABLE,
+        last_error="No LXD socket at /x.socket",
+    )
+    report = viewer_client.get("/health/")
+    checks = {check["subject"]: check for check in report.json()["checks"]}
+    assert report.status_code == 503
+    assert checks["database"]["ok"] and checks["redis"]["ok"]
+    assert not checks["host h1"]["ok"] and "No LXD socket" in checks["host h1"]["fix"]
+    assert not checks["agent on h1"]["ok"] and "docs/agent.md" in checks["agent on h1"]["fix"]

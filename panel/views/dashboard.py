@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import datetime as dt
 import stat
+from dataclasses import asdict
 from pathlib import Path
 
 from django.conf import settings
@@ -10,8 +12,10 @@ from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from panel import health
 from panel.access import admin_required
 from panel.models import Host, Operation
 from workers.hosts import sync_host
@@ -77,8 +81,33 @@ def add_local_host(request: HttpRequest) -> HttpResponse:
     return redirect("host-detail", pk=host.pk)
 
 
+@login_required
 @require_GET
-def health(request: HttpRequest) -> JsonResponse:
+def health_report(request: HttpRequest) -> JsonResponse:
+    """Database, Redis, workers, and each host's recorded reachability and agent. It never
+    calls LXD (no web request does): `manage.py doctor` asks the hosts live."""
+    recent = timezone.now() - dt.timedelta(minutes=3 * settings.AGENT_PROBE_MINUTES)
+    findings = [health.database(), health.redis()]
+    if findings[-1].ok:
+        findings.append(health.workers(timeout=1.0))
+    findings += health.hosts(live=False)
+    for host in Host.objects.enrolled():
+        seen = host.agent_seen_at is not None and host.agent_seen_at >= recent
+        findings.append(
+            health.Finding(
+                f"agent on {host.name}",
+                seen,
+                f"last answered {host.agent_seen_at or 'never'}",
+                "" if seen else "Run the agent on that host: docs/agent.md.",
+            )
+        )
+    ok = all(finding.ok for finding in findings)
+    body = {"ok": ok, "checks": [asdict(finding) for finding in findings]}
+    return JsonResponse(body, status=200 if ok else 503)
+
+
+@require_GET
+def liveness(request: HttpRequest) -> JsonResponse:
     """Unauthenticated liveness for load balancers: is the database answering?"""
     try:
         with connection.cursor() as cursor:
