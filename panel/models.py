@@ -388,3 +388,51 @@ class Bundle(models.Model):
 
     def __str__(self) -> str:
         return f"bundle #{self.pk} ({self.instance_name})"
+
+
+class AuditEvent(models.Model):
+    """Who did what, on which object, when, from where, and how it ended. Kept forever, and
+    readable when the user or the object is gone (names are copied, not only linked)."""
+
+    class Outcome(models.TextChoices):
+        OK = "ok", "Done"
+        REFUSED = "refused", "Refused"
+        FORBIDDEN = "forbidden", "Forbidden"
+        FAILED = "failed", "Failed"
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    user = models.ForeignKey(
+        "auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    username = models.CharField(max_length=150, blank=True, db_index=True)
+    action = models.CharField(max_length=64, db_index=True)
+    object_type = models.CharField(max_length=32, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    object_repr = models.CharField(max_length=200, blank=True)
+    address = models.GenericIPAddressField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome, db_index=True)
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.username or 'anonymous'} {self.action}"
+
+
+class ApiToken(models.Model):
+    """A user's token for the JSON API. Only its SHA-256 is stored; the token itself is
+    shown once, when it is made. It acts with its user's role."""
+
+    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(
+        max_length=8, help_text="The token's first characters, to tell it apart."
+    )
+    digest = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} / {self.name} ({self.prefix}…)"

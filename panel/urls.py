@@ -1,7 +1,16 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from panel.views import bundles, dashboard, hosts, instances, migrations, operations, schedules
+from panel.views import (
+    audit,
+    bundles,
+    dashboard,
+    hosts,
+    instances,
+    migrations,
+    operations,
+    schedules,
+)
 
 urlpatterns = [
     path("", dashboard.dashboard, name="dashboard"),
@@ -45,6 +54,8 @@ urlpatterns = [
     path("bundles/<int:pk>/download/", bundles.bundle_download, name="bundle-download"),
     path("containers/<int:pk>/bundle/", bundles.instance_bundle, name="instance-bundle"),
     path("operations/<int:pk>/bundle/", bundles.operation_bundle, name="operation-bundle"),
+    path("audit/", audit.audit_list, name="audit-list"),
+    path("audit/export.csv", audit.audit_export, name="audit-export"),
     path("healthz", dashboard.liveness, name="health"),
     path("health/", dashboard.health_report, name="health-report"),
     path("accounts/", include("django.contrib.auth.urls")),

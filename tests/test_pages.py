@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from panel.models import Host
+from panel.models import AuditEvent, Host
 
 pytestmark = pytest.mark.django_db
 
@@ -94,3 +94,43 @@ def test_the_health_report_needs_login_and_names_each_failing_part(client, viewe
     assert checks["database"]["ok"] and checks["redis"]["ok"]
     assert not checks["host h1"]["ok"] and "No LXD socket" in checks["host h1"]["fix"]
     assert not checks["agent on h1"]["ok"] and "docs/agent.md" in checks["agent on h1"]["fix"]
+
+
+def test_login_is_throttled_after_repeated_failures_and_audited(client, admin_user, settings):
+    settings.AXES_FAILURE_LIMIT = 3
+    for _ in range(3):
+        client.post("/accounts/login/", {"username": "ada", "password": "guess"})
+    locked = client.post("/accounts/login/", {"username": "ada", "password": "s3cret-pass-word"})
+    assert locked.status_code == 429
+    assert b"Too many failed logins" in locked.content
+    assert "_auth_user_id" not in client.session
+    events = list(AuditEvent.objects.values_list("action", "outcome", "username"))
+    assert events.count(("login", "refused", "ada")) == 4  # the right password, too late, too
+    assert ("login.locked_out", "forbidden", "ada") in events
+
+
+def test_every_action_and_every_refusal_is_on_the_audit_trail(admin_client, viewer_client):
+    host = Host.objects.create(name="h1", endpoint="/x.socket")
+    viewer_client.post(f"/hosts/{host.pk}/remove/")
+    admin_client.post(
+        "/hosts/add/",
+        {"name": "h2", "endpoint": "/y.socket", "password": "not-a-field-but-never-logged"},
+    )
+    events = {(e.action, e.outcome, e.username): e for e in AuditEvent.objects.all()}
+    forbidden = events[("host-remove", "forbidden", "vic")]
+    assert (forbidden.object_type, forbidden.object_repr) == ("host", "h1")
+    assert forbidden.address == "127.0.0.1"
+    added = events[("host-add", "ok", "ada")]
+    assert "name=h2" in added.detail and "never-logged" not in added.detail
+    assert Host.objects.filter(name="h1").exists()  # the refused removal changed nothing
+
+
+def test_the_audit_trail_is_for_admins_and_exports_csv_safely(admin_client, viewer_client):
+    AuditEvent.objects.create(username="=cmd|' /C calc'!A0", action="login", outcome="refused")
+    assert viewer_client.get("/audit/").status_code == 403
+    page = admin_client.get("/audit/?outcome=refused")
+    assert b"login" in page.content
+    export = admin_client.get("/audit/export.csv?outcome=refused")
+    text = b"".join(export.streaming_content).decode()
+    assert text.splitlines()[0].startswith("at,username,action")
+    assert "'=cmd" in text  # a formula is turned into text for spreadsheets

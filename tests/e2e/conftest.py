@@ -4,6 +4,7 @@ Debian's Chromium driven by Playwright (no browser download: `apt-get install ch
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -86,12 +87,22 @@ def browser():
         pytest.fail(f"{CHROMIUM} is missing: install Debian's `chromium` (bin/test does)")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    # Playwright's sync API keeps an event loop running in this thread, which makes Django
+    # refuse ORM calls from the test ("async context"); the tests themselves are synchronous.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+            try:
+                yield chromium
+            finally:
+                chromium.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 class Visit:
@@ -157,3 +168,29 @@ def log_in(page, user) -> None:
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("heading", name="Fleet")).to_be_visible()
     expect(page.locator(".who")).to_have_text(user.username)
+
+
+def reload_until(page, locator, timeout: float = 30) -> None:
+    """Reload until `locator` shows: for what the page does not poll for by itself."""
+
+    def shown() -> bool:
+        if locator.is_visible():
+            return True
+        page.reload()
+        return False
+
+    wait_for(shown, timeout=timeout, interval=1, what=f"{locator} to show on {page.url}")
+
+
+def follow_operation(page, status: str = "Succeeded", timeout: float = 180) -> tuple:
+    """On an operation's page: the progress card is live until it ends with `status`.
+    Returns the card and whether a progress bar was seen while it ran."""
+    from playwright.sync_api import expect
+
+    expect(page).to_have_url(re.compile(r"/operations/\d+/$"))
+    card = page.locator("section.progress-card")
+    expect(card).to_contain_text("Elapsed:")
+    saw_progress = card.locator("progress").is_visible()
+    expect(card.locator(".page-head .badge")).to_have_text(status, timeout=timeout * 1000)
+    expect(card.locator("progress")).to_have_count(0)
+    return card, saw_progress
