@@ -72,3 +72,24 @@ def test_a_given_secret_key_wins_and_nothing_is_written(tmp_path):
     key = "k" * 40
     assert secret_key_from(Env({"PANEL_SECRET_KEY": key}), tmp_path) == key
     assert not (tmp_path / "secret_key").exists()
+
+
+def test_the_production_settings_pass_djangos_deploy_check(tmp_path):
+    env = {
+        **os.environ,
+        "PANEL_DATA_DIR": str(tmp_path),
+        "PANEL_SECURE": "true",
+        "PANEL_HSTS_SECONDS": "31536000",
+        "PANEL_HSTS_INCLUDE_SUBDOMAINS": "true",
+        "PANEL_HSTS_PRELOAD": "true",
+        "PANEL_ALLOWED_HOSTS": "panel.example.org",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
