@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from panel.models import Host, Instance, Snapshot
+from panel.models import ApiToken, Host, Instance, Snapshot
 
 
 @admin.register(Host)
@@ -29,3 +29,14 @@ class InstanceAdmin(admin.ModelAdmin):
 class SnapshotAdmin(admin.ModelAdmin):
     list_display = ["name", "instance", "created_at", "expires_at", "stateful"]
     list_select_related = ["instance__host"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Every user's tokens; the token itself is never stored, so it cannot be shown here."""
+
+    list_display = ["name", "user", "prefix", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["revoked_at"]
+    search_fields = ["name", "prefix", "user__username"]
+    list_select_related = ["user"]
+    readonly_fields = ["prefix", "digest", "created_at", "last_used_at"]

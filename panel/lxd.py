@@ -453,22 +453,21 @@ def start_state_change(
 def wait_operation(target: Target, operation_id: str, seconds: int) -> OperationState | None:
     """Wait at most `seconds` for the operation; its state then, or None when LXD has
     forgotten it (LXD keeps finished operations only for a few seconds)."""
-    client = reused_client(target)
-    try:
-        response = client.api.operations[operation_id].wait.get(params={"timeout": seconds})
-    except NotFound:
-        return None
-    except Exception as error:
-        forget_client(target)
-        raise LXDError(describe(error, target.endpoint)) from error
-    return _operation_state(response.json()["metadata"])
+    return _read_operation(target, operation_id, wait_seconds=seconds)
 
 
 def operation_state(target: Target, operation_id: str) -> OperationState | None:
     """The operation's state now, without waiting (None when LXD forgot it)."""
-    client = reused_client(target)
+    return _read_operation(target, operation_id, wait_seconds=None)
+
+
+def _read_operation(target: Target, operation_id: str, wait_seconds: int | None):
+    node = reused_client(target).api.operations[operation_id]
     try:
-        response = client.api.operations[operation_id].get()
+        if wait_seconds is None:
+            response = node.get()
+        else:
+            response = node.wait.get(params={"timeout": wait_seconds})
     except NotFound:
         return None
     except Exception as error:

@@ -1,6 +1,7 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 
+from panel import api
 from panel.views import (
     audit,
     bundles,
@@ -10,6 +11,7 @@ from panel.views import (
     migrations,
     operations,
     schedules,
+    tokens,
 )
 
 urlpatterns = [
@@ -54,6 +56,33 @@ urlpatterns = [
     path("bundles/<int:pk>/download/", bundles.bundle_download, name="bundle-download"),
     path("containers/<int:pk>/bundle/", bundles.instance_bundle, name="instance-bundle"),
     path("operations/<int:pk>/bundle/", bundles.operation_bundle, name="operation-bundle"),
+    path("tokens/", tokens.token_list, name="token-list"),
+    path("tokens/<int:pk>/revoke/", tokens.token_revoke, name="token-revoke"),
+    # JSON API (panel/api.py)
+    path("api/hosts/", api.host_list, name="api-hosts"),
+    path("api/hosts/<int:pk>/", api.host_detail, name="api-host-detail"),
+    path("api/containers/", api.container_list, name="api-containers"),
+    path("api/containers/<int:pk>/", api.container_detail, name="api-container-detail"),
+    path(
+        "api/containers/<int:pk>/operations/",
+        api.container_operation,
+        name="api-container-operation",
+    ),
+    path(
+        "api/containers/<int:pk>/migrate/check/",
+        api.container_migrate_check,
+        name="api-container-migrate-check",
+    ),
+    path("api/containers/<int:pk>/migrate/", api.container_migrate, name="api-container-migrate"),
+    path("api/containers/<int:pk>/bundle/", api.container_bundle, name="api-container-bundle"),
+    path("api/operations/", api.operation_list, name="api-operations"),
+    path("api/operations/<int:pk>/", api.operation_detail, name="api-operation-detail"),
+    path("api/operations/<int:pk>/cancel/", api.operation_cancel, name="api-operation-cancel"),
+    path("api/operations/<int:pk>/bundle/", api.operation_bundle, name="api-operation-bundle"),
+    path("api/bundles/", api.bundle_list, name="api-bundles"),
+    path("api/bundles/<int:pk>/", api.bundle_detail, name="api-bundle-detail"),
+    path("api/bundles/<int:pk>/download/", api.bundle_download, name="api-bundle-download"),
+    re_path(r"^api/", api.not_found, name="api-not-found"),
     path("audit/", audit.audit_list, name="audit-list"),
     path("audit/export.csv", audit.audit_export, name="audit-export"),
     path("healthz", dashboard.liveness, name="health"),

@@ -5,30 +5,19 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
-from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from panel.access import get_instance, get_operation
 from panel.forms import MigrationForm
 from panel.models import Instance, Operation
-from panel.operations import Busy, request_operation
 from panel.strategy import recommend
+from panel.views.operations import queue_operation
 
 
 def refuse(request: HttpRequest, instance: Instance, form: MigrationForm) -> HttpResponse:
     errors = "; ".join(error for errors in form.errors.values() for error in errors)
     messages.error(request, f"Not started: {errors}")
     return redirect(reverse("instance-detail", kwargs={"pk": instance.pk}) + "#migrate")
-
-
-def queue(request: HttpRequest, instance: Instance, kind: str, **fields) -> HttpResponse:
-    try:
-        operation = request_operation(instance, kind, request.user, **fields)
-    except Busy as busy:
-        link = reverse("operation-detail", kwargs={"pk": busy.active.pk}) if busy.active else ""
-        messages.error(request, format_html('{} <a href="{}">Follow it</a>.', busy, link))
-        return redirect("instance-detail", pk=instance.pk)
-    return redirect("operation-detail", pk=operation.pk)
 
 
 @login_required
@@ -40,7 +29,7 @@ def migration_check(request: HttpRequest, pk: int) -> HttpResponse:
     if not form.is_valid():
         return refuse(request, instance, form)
     target = form.cleaned_data["target"]
-    return queue(
+    return queue_operation(
         request,
         instance,
         Operation.Kind.PREFLIGHT,
@@ -70,7 +59,7 @@ def migration_start(request: HttpRequest, pk: int) -> HttpResponse:
         )
         return redirect("instance-detail", pk=instance.pk)
     params.update(strategy=strategy, strategy_reason=reason)
-    return queue(
+    return queue_operation(
         request,
         instance,
         Operation.Kind.MIGRATE,
@@ -93,4 +82,4 @@ def remove_left_copy(request: HttpRequest, pk: int) -> HttpResponse:
     if copy is None:
         messages.info(request, "There is no copy left on the source host any more.")
         return redirect("operation-detail", pk=operation.pk)
-    return queue(request, copy, Operation.Kind.DELETE_COPY)
+    return queue_operation(request, copy, Operation.Kind.DELETE_COPY)

@@ -31,10 +31,13 @@ def instance_operation(request: HttpRequest, pk: int) -> HttpResponse:
         errors = "; ".join(error for errors in form.errors.values() for error in errors)
         messages.error(request, f"Not started: {errors}")
         return redirect("instance-detail", pk=instance.pk)
+    return queue_operation(request, instance, form.cleaned_data["kind"], params=form.params())
+
+
+def queue_operation(request: HttpRequest, instance, kind: str, **fields) -> HttpResponse:
+    """Ask for the operation and follow it, or say the container is busy, with a link."""
     try:
-        operation = request_operation(
-            instance, form.cleaned_data["kind"], request.user, form.params()
-        )
+        operation = request_operation(instance, kind, request.user, **fields)
     except Busy as busy:
         link = reverse("operation-detail", kwargs={"pk": busy.active.pk}) if busy.active else ""
         messages.error(request, format_html('{} <a href="{}">Follow it</a>.', busy, link))

@@ -1,0 +1,54 @@
+"""Each user's API tokens (docs/api.md): made here, shown once, listed by prefix, revoked.
+Administrators see everyone's in Django's admin."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_POST
+
+from panel.api import issue_token
+
+
+class TokenForm(forms.Form):
+    name = forms.CharField(
+        max_length=100, help_text="What it is for, e.g. “nightly snapshots from CI”."
+    )
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def token_list(request: HttpRequest) -> HttpResponse:
+    """The list, and the form that makes a token. The new token is rendered in the answer to
+    the POST itself (never stored, never redirected through the session), so it is shown
+    exactly once."""
+    form = TokenForm(request.POST or None)
+    new_token = ""
+    if request.method == "POST" and form.is_valid():
+        _, new_token = issue_token(request.user, form.cleaned_data["name"])
+        form = TokenForm()
+    context = {
+        "form": form,
+        "new_token": new_token,
+        "tokens": request.user.api_tokens.order_by("-created_at", "-pk"),
+    }
+    status = 400 if request.method == "POST" and form.errors else 200
+    return render(request, "panel/tokens/list.html", context, status=status)
+
+
+@login_required
+@require_POST
+def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    """Only the owner's own tokens are found here; anyone else's is a 404."""
+    token = get_object_or_404(request.user.api_tokens, pk=pk)
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+    messages.success(request, f"Revoked {token.name} ({token.prefix}…): it no longer works.")
+    return redirect("token-list")
