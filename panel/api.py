@@ -435,8 +435,10 @@ def container_operation(request: HttpRequest, pk: int) -> JsonResponse:
 
 
 def migration_form(request: HttpRequest, instance: Instance) -> MigrationForm:
-    """The web's form; `target` may also be given by host name."""
+    """The web's form; `target` may also be given by host name, and `strategy` defaults to
+    the form's initial choice ("auto") as the web's select does."""
     data = json_object(request)
+    data.setdefault("strategy", MigrationForm.base_fields["strategy"].initial)
     target = data.get("target")
     if isinstance(target, str) and not target.isdigit():
         data["target"] = Host.objects.filter(name=target).values_list("pk", flat=True).first()

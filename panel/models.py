@@ -427,7 +427,7 @@ class ApiToken(models.Model):
     user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="api_tokens")
     name = models.CharField(max_length=100)
     prefix = models.CharField(
-        max_length=8, help_text="The token's first characters, to tell it apart."
+        max_length=12, help_text="The token's first characters, to tell it apart."
     )
     digest = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(default=timezone.now)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -9,7 +10,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
-from panel.access import admin_required, can_manage_hosts, get_host
+from panel.access import admin_required, can_manage_hosts, can_operate, get_host
 from panel.forms import AddHostForm, ConfirmHostForm
 from panel.models import Host
 from panel.sealed import seal
@@ -39,6 +40,7 @@ def host_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "host": host,
         "instances": instances,
         "container_count": present.count(),
+        "can_operate": can_operate(request.user),
         "can_manage": can_manage_hosts(request.user),
     }
     if request.htmx:
@@ -141,6 +143,8 @@ def host_remove(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def host_sync(request: HttpRequest, pk: int) -> HttpResponse:
     host = get_host(request, pk)
+    if not can_operate(request.user):
+        raise PermissionDenied("Only operators can ask a host to sync.")
     sync_host.delay_on_commit(host.pk)
     messages.info(request, f"Syncing {host.name}: the page updates when it answers.")
     return redirect("host-detail", pk=host.pk)

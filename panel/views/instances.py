@@ -24,9 +24,9 @@ STATES = ["Running", "Stopped", "Frozen", "Error"]
 @require_GET
 def instance_list(request: HttpRequest) -> HttpResponse:
     filters = {
-        "host": request.GET.get("host", "")[:63],
-        "state": request.GET.get("state", "")[:16],
-        "q": request.GET.get("q", "")[:63],
+        "host": request.GET.get("host", "")[:63].replace("\x00", ""),
+        "state": request.GET.get("state", "")[:16].replace("\x00", ""),
+        "q": request.GET.get("q", "")[:63].replace("\x00", ""),
     }
     # Only what the table shows: hosts carry ~10 KB of facts and instances their whole config.
     instances = (
@@ -96,7 +96,7 @@ def config_as_yaml(instance: Instance) -> str:
 @login_required
 @require_POST
 def instance_fetch_logs(request: HttpRequest, pk: int) -> HttpResponse:
-    instance = get_instance(request, pk)
+    instance = get_instance(request, pk, operate=True)
     fetch_logs_task.delay_on_commit(instance.pk)
     messages.info(request, "Fetching the log files from LXD; reload in a moment.")
     return redirect("instance-detail", pk=instance.pk)

@@ -9,8 +9,8 @@ from django.views.decorators.http import require_POST
 
 from panel.access import get_instance, get_operation
 from panel.forms import MigrationForm
+from panel.migration_requests import StrategyRefused, resolve_strategy
 from panel.models import Instance, Operation
-from panel.strategy import recommend
 from panel.views.operations import queue_operation
 
 
@@ -48,15 +48,10 @@ def migration_start(request: HttpRequest, pk: int) -> HttpResponse:
     if not form.is_valid():
         return refuse(request, instance, form)
     target, params = form.cleaned_data["target"], form.params()
-    criu_possible = all(h.capability("live_migration").allowed for h in (instance.host, target))
-    strategy, reason = recommend(instance.host, target, instance.is_running, criu_possible)
-    if params["strategy"] != "auto" and instance.is_running:
-        strategy, reason = params["strategy"], "Chosen by the user."
-    if strategy in ("live", "stateful_move") and not criu_possible:
-        messages.error(
-            request,
-            "Not started: one of the hosts cannot checkpoint containers; choose stop, move, start.",
-        )
+    try:
+        strategy, reason = resolve_strategy(instance, target, params["strategy"])
+    except StrategyRefused as refused:
+        messages.error(request, f"Not started: {refused}")
         return redirect("instance-detail", pk=instance.pk)
     params.update(strategy=strategy, strategy_reason=reason)
     return queue_operation(

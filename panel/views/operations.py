@@ -14,6 +14,7 @@ from django_htmx.http import HttpResponseStopPolling
 
 from panel.access import can_operate, get_instance, get_operation
 from panel.forms import STRATEGY_CHOICES, OperationForm
+from panel.migration_requests import request_cancel
 from panel.models import Host, Operation
 from panel.operations import Busy, request_operation
 from panel.strategy import LABELS, recommend
@@ -98,15 +99,10 @@ def operation_progress(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def operation_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     operation = get_operation(request, pk, operate=True)
-    cancelled_while_queued = Operation.objects.filter(
-        pk=operation.pk, status=Operation.Status.PENDING
-    ).update(status=Operation.Status.CANCELLED, outcome="Cancelled before it started.")
-    if cancelled_while_queued:
-        operation.log(f"Cancelled by {request.user} before a worker started it.", "cancelled")
+    outcome = request_cancel(operation, request.user)
+    if outcome == "cancelled":
         messages.success(request, "Cancelled before it started; nothing was done.")
-    elif operation.is_active:
-        Operation.objects.filter(pk=operation.pk).update(cancel_requested=True)
-        operation.log(f"{request.user} asked to cancel.")
+    elif outcome == "requested":
         messages.info(request, "Cancel requested: LXD is asked if the current step allows it.")
     else:
         messages.error(request, "This operation has already ended.")
@@ -116,8 +112,8 @@ def operation_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_GET
 def operation_list(request: HttpRequest) -> HttpResponse:
-    filters = {key: request.GET.get(key, "")[:63] for key in ("host", "container", "kind",
-               "status", "user")}  # fmt: skip
+    keys = ("host", "container", "kind", "status", "user")
+    filters = {key: request.GET.get(key, "")[:63].replace("\x00", "") for key in keys}
     operations = Operation.objects.select_related("source_host", "target_host", "requested_by")
     if filters["host"]:
         operations = operations.filter(source_host__name=filters["host"]) | operations.filter(

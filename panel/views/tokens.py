@@ -7,6 +7,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
+from django.http.request import RawPostDataException
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -29,6 +30,8 @@ def token_list(request: HttpRequest) -> HttpResponse:
     the POST itself (never stored, never redirected through the session), so it is shown
     exactly once."""
     form = TokenForm(request.POST or None)
+    if request.method == "POST" and not sent_as_utf8(request):
+        form.add_error(None, "The form was not sent as UTF-8 text; nothing was created.")
     new_token = ""
     if request.method == "POST" and form.is_valid():
         _, new_token = issue_token(request.user, form.cleaned_data["name"])
@@ -40,6 +43,18 @@ def token_list(request: HttpRequest) -> HttpResponse:
     }
     status = 400 if request.method == "POST" and form.errors else 200
     return render(request, "panel/tokens/list.html", context, status=status)
+
+
+def sent_as_utf8(request: HttpRequest) -> bool:
+    """Django reads a form body that is not UTF-8 as Latin-1, which would name a token with
+    mojibake; refuse it instead."""
+    try:
+        request.body.decode()
+    except RawPostDataException:  # multipart, already parsed part by part
+        return True
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 @login_required

@@ -40,7 +40,13 @@ class Command(BaseCommand):
         )
 
     def revoke(self, prefix: str, **options) -> None:
-        matches = list(ApiToken.objects.filter(prefix=prefix[:8], revoked_at__isnull=True))
+        matches = list(
+            ApiToken.objects.filter(
+                # the whole token, or any leading part of it that is shown
+                prefix__startswith=prefix[: ApiToken._meta.get_field("prefix").max_length],
+                revoked_at__isnull=True,
+            )
+        )
         if not matches:
             raise CommandError(f"No active token starts with {prefix!r}.")
         if len(matches) > 1:
