@@ -355,6 +355,13 @@ def probe_agents() -> None:
     probe(list(Host.objects.enrolled()))
 
 
+@app.task
+def probe_agent(host_id: int) -> None:
+    """One host's agent, right after it was added or synced by hand: its answer (criu
+    check, CPU flags) should not wait for beat's next round."""
+    probe(list(Host.objects.enrolled().filter(pk=host_id)))
+
+
 def delete_old_bundles(now: dt.datetime | None = None) -> int:
     cutoff = (now or timezone.now()) - dt.timedelta(days=settings.BUNDLE_RETENTION_DAYS)
     old = list(Bundle.objects.filter(created_at__lt=cutoff))

@@ -73,6 +73,9 @@ def establish_trust(host: Host, sealed_secret: str) -> None:
     host.enrollment, host.status, host.last_error = Host.Enrollment.DONE, Host.Status.UNKNOWN, ""
     host.save(update_fields=["enrollment", "status", "last_error"])
     sync(host)
+    from workers.bundles import probe_agent  # workers.bundles imports this module
+
+    probe_agent.delay(host.pk)
 
 
 def fetch_logs(instance: Instance) -> None:

@@ -95,14 +95,17 @@ class Migration:
         self.downtime_end: float | None = None
 
     # Bookkeeping of where the time went, for the timeline chart.
+    # The phases during which the container runs nowhere: all but these two.
+    RUNNING_PHASES = ("transfer (running)", "clean up")
+
     def phase(self, name: str, start: float, end: float) -> None:
-        begin = round(start - self.started, 3)
         self.phases.append(
             {
                 "name": name,
-                "start": begin,
+                "start": round(start - self.started, 3),
                 "end": round(end - self.started, 3),
                 "duration": round(end - start, 3),
+                "down": name not in self.RUNNING_PHASES,
             }
         )
 

@@ -26,3 +26,9 @@ def checkpoints_of(bundles: list[Bundle]) -> list[dict]:
         if bundle.manifest.get("checkpoints"):
             return bundle.manifest["checkpoints"]
     return []
+
+
+@register.filter
+def collecting(bundles: list[Bundle]) -> bool:
+    """Is any of these bundles still being collected (so the page should look again)?"""
+    return any(bundle.status == Bundle.Status.COLLECTING for bundle in bundles)

@@ -25,3 +25,11 @@ def seconds(duration) -> str:
         return f"{total:.1f} s"
     minutes, rest = divmod(int(total), 60)
     return f"{minutes} min {rest:02d} s"
+
+
+@register.filter
+def strategy_label(strategy: str) -> str:
+    """'stateful_move' -> 'checkpoint, move, restore', as the strategy is called everywhere."""
+    from panel.strategy import LABELS
+
+    return LABELS.get(strategy, strategy.replace("_", " "))

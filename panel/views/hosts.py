@@ -15,6 +15,7 @@ from panel.forms import AddHostForm, ConfirmHostForm
 from panel.models import Host
 from panel.sealed import seal
 from panel.views.dashboard import fleet
+from workers.bundles import probe_agent
 from workers.hosts import establish_trust_task, fetch_certificate_task, sync_host
 
 # The host page lists this many containers and links to the filtered list for the rest.
@@ -146,5 +147,6 @@ def host_sync(request: HttpRequest, pk: int) -> HttpResponse:
     if not can_operate(request.user):
         raise PermissionDenied("Only operators can ask a host to sync.")
     sync_host.delay_on_commit(host.pk)
+    probe_agent.delay_on_commit(host.pk)
     messages.info(request, f"Syncing {host.name}: the page updates when it answers.")
     return redirect("host-detail", pk=host.pk)

@@ -30,6 +30,7 @@ CHROMIUM_FLAGS = [
 ]
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 VIEWPORT = {"width": 1280, "height": 800}
+ENDED = re.compile(r"^(Succeeded|Failed|Cancelled|Interrupted)$")
 PASSWORD = "s3cret-pass-word"  # the admin_user persona's, from tests/conftest.py
 
 
@@ -191,6 +192,12 @@ def follow_operation(page, status: str = "Succeeded", timeout: float = 180) -> t
     card = page.locator("section.progress-card")
     expect(card).to_contain_text("Elapsed:")
     saw_progress = card.locator("progress").is_visible()
-    expect(card.locator(".page-head .badge")).to_have_text(status, timeout=timeout * 1000)
+    badge = card.locator(".page-head .badge")
+    expect(badge).to_have_text(ENDED, timeout=timeout * 1000)
+    outcome = card.locator(".outcome")
+    error = card.locator("pre.log")
+    assert badge.inner_text() == status, (
+        f"{badge.inner_text()}: {outcome.all_inner_texts()} {error.all_inner_texts()}"
+    )
     expect(card.locator("progress")).to_have_count(0)
     return card, saw_progress

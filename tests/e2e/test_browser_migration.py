@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import wait_for
-from tests.e2e.conftest import follow_operation, log_in, screenshot
+from tests.e2e.conftest import follow_operation, log_in, screenshot, unlabelled_controls
 from tests.lab_tools import (
     enroll,
     instance_status,
@@ -61,7 +61,7 @@ def test_a_container_migrates_to_the_other_host_after_the_preflight_list_is_show
     card.get_by_role("button", name="Check before migrating").click()
 
     card, _ = follow_operation(page)
-    expect(card.get_by_role("heading")).to_contain_text("Pre-flight")
+    expect(card.get_by_role("heading")).to_contain_text("Migration pre-flight")
     checks = page.locator("table.checks")
     expect(
         page.get_by_role("heading", name=f"Pre-flight: {source['name']} → {target['name']}")
@@ -72,6 +72,7 @@ def test_a_container_migrates_to_the_other_host_after_the_preflight_list_is_show
     confirm = page.locator("#confirm")
     expect(confirm.get_by_role("heading")).to_have_text(f"Migrate {counter} to {target['name']}")
     expect(confirm.get_by_role("radio", name=re.compile("^Recommended"))).to_be_checked()
+    assert unlabelled_controls(page) == []
     screenshot(page, "migration-preflight")
 
     confirm.get_by_role("button", name="Migrate", exact=True).click()

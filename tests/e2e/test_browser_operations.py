@@ -82,6 +82,10 @@ def test_an_admin_adds_a_host_and_checkpoints_restores_stops_and_starts_a_contai
     expect(page.get_by_role("heading", name="Log in")).to_be_visible()
     screenshot(page, "login")
     log_in(page, admin_user)
+    page.keyboard.press("Tab")  # the first stop is the skip link, and focus is drawn
+    skip = page.get_by_role("link", name="Skip to content")
+    expect(skip).to_be_focused()
+    assert skip.evaluate("link => getComputedStyle(link).outlineStyle") != "none"
     add_host(page, lab_host)
 
     for label in ("Stateful snapshots", "Stateful stop", "Live migration"):
@@ -114,6 +118,7 @@ def test_an_admin_adds_a_host_and_checkpoints_restores_stops_and_starts_a_contai
     )
     expect(page.get_by_role("heading", name="Checkpoint risk assessment")).to_be_visible()
     expect(page.get_by_text("No known risk")).to_be_visible()
+    assert unlabelled_controls(page) == []
     screenshot(page, "container-detail")
 
     stateful = page.locator("form.action").filter(
