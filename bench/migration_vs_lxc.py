@@ -1,0 +1,614 @@
+"""Migration through the panel (click to verified success) against `lxc move`, between the
+same two lab hosts, in alternation: downtime and total time.
+
+Run (lab up, as root):  .venv/bin/python bench/migration_vs_lxc.py [--pairs 5] [--big-runs 2]
+
+Targets (from the issue):
+- downtime ratio (panel checkpoint-move-restore / `lxc move`) at most 0.3;
+- total time ratio (panel live / `lxc move`, the same strategy) at most 1.05;
+- the panel's measured downtime of a live migration within 10% of the frozen interval in
+  CRIU's dump log;
+- downtime and total time for a container that keeps at least 100 MB of memory changing.
+
+The panel side is real end to end, as in bench/snapshot_vs_lxc.py: a throwaway data folder
+and SQLite database, a Redis of its own on a free port, a real Celery worker process, both lab
+hosts enrolled over HTTPS, the POST to /containers/<pk>/migrate/ through Django's full stack
+as a logged-in superuser; the clock stops when the Operation row is terminal (observed every
+10 ms). The `lxc` side is the CLI with two HTTPS remotes in a private LXD_CONF, `lxc move
+h1:c h2:c` (pull mode, live for a RUNNING container), timed around the command.
+
+Downtime is given by three measures, named wherever they appear:
+- "CRIU frozen": the interval in the source's migration_dump log from freezing the cgroup to
+  "Unfreezing tasks" (the parser is workers.migrations' own). Live migrations only.
+- "panel downtime": Operation.downtime_seconds, the panel's own figure (live: first Frozen
+  sample of the source to the target's operation ending; checkpoint-move-restore: stateful
+  stop requested to the target's start succeeding).
+- "sampled": this script's own 10 Hz sampler, the same for every run of either side: the
+  first source sample that is Frozen, Stopped or gone, to the first target sample Running.
+
+Rounds of panel live and `lxc move` (which goes first alternates), then two panel
+checkpoint-move-restores (there and back), each migration from wherever the container is to
+the other host, until each of panel live and `lxc move` has `--pairs` successful runs; the
+k-th successful ones are paired (see pairs_of()). A failed migration is recorded, its stuck
+dump killed, and a fresh container launched in its place. LXD 5.0.2's `lxc move` ends with
+"Failed to delete original instance after copying it: ... busy running a stop operation" and
+leaves a STOPPED source copy: the command is timed as it ran, then the leftover is recorded
+and deleted outside the timing. Every container is named `benchm-*` and deleted at the end,
+stuck CRIU dumps are killed by PID, and the panel's and the CLI's client certificates are
+removed from both hosts' trust stores. Prints figures; asserts nothing about them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from _common import ROOT, discard, isolate, print_machine, progress
+from _common import print_table as _print_table
+
+
+def print_table(headers: list[str], rows: list) -> None:
+    if rows:
+        _print_table(headers, rows)
+    else:
+        print("(no successful runs to show)\n")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+REDIS_PORT = free_port()
+os.environ["PANEL_REDIS_URL"] = f"redis://127.0.0.1:{REDIS_PORT}/0"
+LAB = json.loads((ROOT / "var" / "lab" / "state.json").read_text())
+H1, H2 = LAB["hosts"][:2]
+REMOTES = {H1["name"]: "h1", H2["name"]: "h2"}
+
+
+# --- the lab, through the CLI ------------------------------------------------------------------
+
+
+def lxc_local(lab_host: dict, *args: str, check: bool = True, timeout: float = 120):
+    """`lxc` on a lab host's unix socket: setup, cleanup and checking the truth."""
+    result = subprocess.run(["lxc", *args], env={**os.environ, "LXD_DIR": lab_host["lxd_dir"]},
+                            capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    if check and result.returncode != 0:
+        raise RuntimeError(f"lxc {' '.join(args)} on {lab_host['name']}: {result.stderr.strip()}")
+    return result
+
+
+def status_on(lab_host: dict, name: str) -> str | None:
+    listing = json.loads(lxc_local(lab_host, "list", "--format", "json", name).stdout)
+    return next((item["status"] for item in listing if item["name"] == name), None)
+
+
+def memory_mb(lab_host: dict, name: str) -> float:
+    state = json.loads(lxc_local(lab_host, "query", f"/1.0/instances/{name}/state").stdout)
+    return state["memory"]["usage"] / 2**20
+
+
+def frozen_in_dump_log(lab_host: dict, name: str, since: float) -> float | None:
+    """The CRIU frozen interval of the newest migration_dump log written since `since`,
+    read from the host's /var/log/lxd tree, parsed with the panel's own expressions."""
+    from workers.migrations import FREEZER, UNFREEZE
+
+    folder = Path(lab_host["lxd_dir"]).parent / "log" / name
+    logs = [p for p in folder.glob("migration_dump_*.log") if p.stat().st_mtime >= since - 1]
+    if not logs:
+        return None
+    lines = max(logs, key=lambda p: p.name).read_text(errors="replace").splitlines()
+    start = next((float(m.group(1)) for m in map(FREEZER.match, lines) if m), None)
+    end = next((float(m.group(1)) for m in map(UNFREEZE.match, lines) if m), None)
+    return round(end - start, 3) if start is not None and end is not None else None
+
+
+def replace(where: dict) -> str:
+    """After a failed migration, start over with a fresh container on the source host.
+
+    The failed one is not reused: LXD 5.0.2 keeps the source's "Live-migrating instance"
+    operation RUNNING after its stuck dump is killed, and the next live migration of that
+    container was seen to hang FROZEN. Its stuck dumps are killed by PID, every copy deleted.
+    """
+    from tests.lab_tools import kill_stuck_dumps
+
+    old = where["name"]
+    killed = kill_stuck_dumps(old)
+    statuses = {h["name"]: status_on(h, old) for h in (H1, H2)}
+    for lab_host in (H1, H2):
+        lxc_local(lab_host, "delete", "--force", old, check=False)
+    where["name"] = f"{where['base']}-{len(where['used'])}"
+    where["used"].append(where["name"])
+    launch(where["host"], where["name"])
+    where.get("setup", lambda *_: None)(where["host"], where["name"])
+    return (f"killed stuck dumps {killed}; {old} was {statuses}, deleted; "
+            f"continuing with a fresh {where['name']} on {where['host']['name']}")  # fmt: skip
+
+
+# --- the sampler ------------------------------------------------------------------------------
+
+
+class Sampler(threading.Thread):
+    """Downtime as the panel's worker observes it (10 Hz over HTTPS), the same for both
+    sides: the source until it is Frozen, Stopped or gone, then the target until Running."""
+
+    def __init__(self, source, target, name: str) -> None:
+        super().__init__(daemon=True)
+        from panel import lxd
+
+        self.lxd = lxd
+        self.clients = (lxd.connect(source), lxd.connect(target))  # private to this thread
+        self.name = name
+        self.down_at: float | None = None
+        self.up_at: float | None = None
+        self.source_seen: list[str] = []
+        self.done = threading.Event()
+
+    def status(self, client) -> str | None:
+        try:
+            return self.lxd._get(client, f"/instances/{self.name}")["status"]
+        except self.lxd.LXDError as error:
+            return None if "not found" in str(error).lower() else "?"
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            now = time.monotonic()
+            if self.down_at is None:
+                status = self.status(self.clients[0])
+                if not self.source_seen or self.source_seen[-1] != status:
+                    self.source_seen.append(str(status))
+                if status in ("Frozen", "Stopped", None):
+                    self.down_at = now
+            elif self.status(self.clients[1]) == "Running":
+                self.up_at = now
+                return
+            time.sleep(0.1)
+
+    def finish(self) -> float | None:
+        self.done.set()
+        self.join(timeout=10)
+        if self.down_at is None or self.up_at is None:
+            return None
+        return round(self.up_at - self.down_at, 3)
+
+
+# --- the two sides ----------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, lxd_conf: Path) -> None:
+        from django.contrib.auth.models import User
+        from django.test import Client
+
+        from panel.models import Host
+        from workers.hosts import target_for
+
+        self.lxd_conf = lxd_conf
+        self.hosts = {h.name: h for h in Host.objects.all()}
+        self.targets = {name: target_for(host) for name, host in self.hosts.items()}
+        self.client = Client()
+        self.client.force_login(User.objects.create_superuser("bench", password="x" * 20))
+
+    def instance(self, lab_host: dict, name: str):
+        from panel.models import Instance
+        from workers.hosts import sync
+
+        for host in self.hosts.values():  # both inventories must show the truth
+            sync(host)
+        return Instance.objects.present().get(host=self.hosts[lab_host["name"]], name=name)
+
+    def panel(self, name: str, source: dict, target: dict, strategy: str) -> dict:
+        from panel.models import Operation
+
+        instance = self.instance(source, name)
+        sampler = Sampler(self.targets[source["name"]], self.targets[target["name"]], name)
+        sampler.start()
+        started = time.perf_counter()
+        response = self.client.post(f"/containers/{instance.pk}/migrate/",
+                                    {"target": self.hosts[target["name"]].pk,
+                                     "strategy": strategy})  # fmt: skip
+        location = response.get("Location", "")
+        if "/operations/" not in location:
+            sampler.finish()
+            raise RuntimeError(f"the panel did not start the migration: {location}")
+        pk = int(location.split("/")[2])
+        while True:
+            status = Operation.objects.filter(pk=pk).values_list("status", flat=True).get()
+            if status not in Operation.ACTIVE:
+                click = time.perf_counter() - started
+                break
+            time.sleep(0.01)
+        sampled = sampler.finish()
+        operation = Operation.objects.get(pk=pk)
+        result = operation.result or {}
+        ok = operation.status == Operation.Status.SUCCEEDED
+        row = {
+            "side": f"panel {strategy}", "source": source["name"], "target": target["name"],
+            "ok": ok, "wall": click, "total": result.get("total_seconds"),
+            "downtime": operation.downtime_seconds, "frozen": result.get("criu_frozen_seconds"),
+            "sampled": sampled, "leftover": "",
+            "note": "" if ok else f"{operation.outcome} | {operation.error[:300]}",
+        }  # fmt: skip
+        phases = {p["name"]: p["duration"] for p in result.get("phases", [])}
+        row["phases"] = phases
+        return row
+
+    def lxc_move(self, name: str, source: dict, target: dict) -> dict:
+        sampler = Sampler(self.targets[source["name"]], self.targets[target["name"]], name)
+        sampler.start()
+        since = time.time()
+        started = time.perf_counter()
+        origin, destination = REMOTES[source["name"]], REMOTES[target["name"]]
+        command = subprocess.run(
+            ["lxc", "move", f"{origin}:{name}", f"{destination}:{name}"],
+            env={**os.environ, "LXD_CONF": str(self.lxd_conf)}, capture_output=True, text=True,
+            timeout=240,  # a normal one takes about 12 s; a stuck one never ends
+        )  # fmt: skip
+        wall = time.perf_counter() - started
+        sampled = sampler.finish()
+        frozen = frozen_in_dump_log(source, name, since)  # before the leftover goes
+        left = status_on(source, name)
+        ok = status_on(target, name) == "Running"
+        if ok and left is not None:  # outside the timing
+            for _ in range(30):
+                if lxc_local(source, "delete", name, check=False).returncode == 0:
+                    break
+                time.sleep(1)
+        error = command.stderr.strip().splitlines()[-1] if command.returncode else ""
+        return {
+            "side": "lxc move", "source": source["name"], "target": target["name"], "ok": ok,
+            "wall": wall, "total": None, "downtime": None, "frozen": frozen, "sampled": sampled,
+            "leftover": f"{left} source copy" if left else "none", "rc": command.returncode,
+            "note": error if not ok else "", "stderr": error, "phases": {},
+        }  # fmt: skip
+
+
+# --- the runs ---------------------------------------------------------------------------------
+
+
+def run_sequence(bench: Bench, sides: list[str], where: dict, label: str) -> list:
+    """Run each side once, each migration from wherever the container is to the other host."""
+    rows = []
+    for side in sides:
+        name, source = where["name"], where["host"]
+        target = H2 if source is H1 else H1
+        progress(f"{label}: {side} {name} {source['name']} -> {target['name']}")
+        try:
+            if side == "lxc move":
+                row = bench.lxc_move(name, source, target)
+            else:
+                row = bench.panel(name, source, target, side.split(" ", 1)[1])
+        except Exception as error:  # record it, start over with a fresh container, go on
+            row = {"side": side, "source": source["name"], "target": target["name"],
+                   "ok": False, "wall": None, "total": None, "downtime": None, "frozen": None,
+                   "sampled": None, "leftover": "", "note": f"{type(error).__name__}: {error}",
+                   "phases": {}}  # fmt: skip
+        row["label"], row["name"] = label, name
+        progress(summary(row))
+        if row["ok"]:
+            where["host"] = target
+        else:
+            progress(f"FAILED: {row['note'][:600]}; {replace(where)}")
+        rows.append(row)
+    return rows
+
+
+def summary(row: dict) -> str:
+    return (f"{row['side']:20} {row['source']}->{row['target']} ok={row['ok']} "
+            f"wall={fmt(row['wall'])} total={fmt(row['total'])} "
+            f"downtime={fmt(row['downtime'])} frozen={fmt(row['frozen'])} "
+            f"sampled={fmt(row['sampled'])} {row['leftover']}")  # fmt: skip
+
+
+def fmt(value, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def ratio(a, b) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def median(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def verdict(value, limit) -> str:
+    return "-" if value is None else ("PASS" if value <= limit else "FAIL")
+
+
+def launch(lab_host: dict, name: str) -> None:
+    lxc_local(lab_host, "launch", LAB["image_alias"], name)
+    time.sleep(3)
+
+
+def start_memory_churn(lab_host: dict, name: str, strings: int) -> float:
+    """One long-running busybox awk that keeps ~`strings` KB of strings and rewrites all of
+    them in a loop: anonymous memory of one process that never forks (a dd loop would fork
+    a child per pass, which LAB.md says makes dumps fail with zombies). `setsid`: a process
+    started by `lxc exec` is in a session whose leader is outside the container's pid
+    namespace, and CRIU refuses to dump it ("A session leader of ... is outside of its pid
+    namespace")."""
+    program = (f"BEGIN{{n={strings}; s=sprintf(\"%1000s\",\"\"); for(i=0;i<n;i++) a[i]=s i; "
+               "t=0; while(1){t++; for(i=0;i<n;i++) a[i]=s t i}}")  # fmt: skip
+    lxc_local(lab_host, "exec", name, "--", "sh", "-c",
+              f"setsid awk '{program}' </dev/null >/dev/null 2>&1 &")  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        usage = memory_mb(lab_host, name)
+        if usage >= 100:
+            return usage
+        time.sleep(1)
+    raise RuntimeError(f"the memory workload reached only {usage:.0f} MiB")
+
+
+def awk_pid(lab_host: dict, name: str) -> str:
+    return lxc_local(lab_host, "exec", name, "--", "pidof", "awk", check=False).stdout.strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=5, help="pairs (panel live, lxc move)")
+    parser.add_argument("--big-runs", type=int, default=2,
+                        help="panel live and stateful_move runs of the 100 MB one")  # fmt: skip
+    parser.add_argument("--no-big", action="store_true", help="skip the 100 MB container")
+    parser.add_argument("--extra", type=int, default=7, help="rounds allowed for failures")
+    parser.add_argument("--source-grace", type=int, default=20,
+                        help="PANEL_MIGRATION_SOURCE_GRACE_SECONDS for the worker")  # fmt: skip
+    args = parser.parse_args()
+    os.environ["PANEL_MIGRATION_SOURCE_GRACE_SECONDS"] = str(args.source_grace)
+
+    folder = isolate("migration")
+    from django.conf import settings
+    from django.core.management import call_command
+
+    from panel import lxd
+    from tests.lab_tools import enroll, kill_stuck_dumps
+
+    call_command("collectstatic", interactive=False, verbosity=0)
+    lxd_conf = Path(tempfile.mkdtemp(prefix="benchm-lxdconf-"))
+    tag = uuid.uuid4().hex[:6]
+    small = {"base": f"benchm-{tag}", "name": f"benchm-{tag}", "host": H1}
+    big = {"base": f"benchm-mem-{tag}", "name": f"benchm-mem-{tag}", "host": H1,
+           "setup": lambda host, name: start_memory_churn(host, name, strings=60000)}  # fmt: skip
+    for where in (small, big):
+        where["used"] = [where["name"]]
+    services: list[subprocess.Popen] = []
+    try:
+        services = start_services(folder)
+        for lab_host in (H1, H2):
+            enroll(lab_host)
+            lxc_remote_add(lxd_conf, lab_host)
+        bench = Bench(lxd_conf)
+
+        launch(H1, small["name"])
+        progress("warm-up (not counted): panel stateful_move there and back")
+        run_sequence(bench, ["panel stateful_move"] * 2, small, "warm-up")
+        rows: list[dict] = []
+        done = lambda side: sum(r["ok"] for r in rows if r["side"] == side)  # noqa: E731
+        number = 0
+        while (done("panel live") < args.pairs or done("lxc move") < args.pairs) and (
+            number < args.pairs + args.extra
+        ):
+            # A round: panel live and lxc move, first one then the other in turn, then two
+            # checkpoint-move-restores (there and back). A side already measured `--pairs`
+            # times successfully sits out; see pairs_of() for how runs are paired.
+            sides = ["panel live", "lxc move"] if number % 2 == 0 else ["lxc move", "panel live"]
+            sides = [side for side in sides if done(side) < args.pairs]
+            sides += ["panel stateful_move"] * (2 if done("panel stateful_move") < 2 * args.pairs
+                                                else 0)  # fmt: skip
+            number += 1
+            rows += run_sequence(bench, sides, small, f"round {number}")
+
+        big_rows = []
+        if not args.no_big:
+            launch(H1, big["name"])
+            progress(f"memory workload running: {big['setup'](H1, big['name']):.0f} MiB")
+            sides = ["panel live", "panel stateful_move"] * args.big_runs
+            sides.insert(2, "lxc move")
+            for side in sides:
+                host, name = big["host"], big["name"]
+                before_pid, before_mb = awk_pid(host, name), memory_mb(host, name)
+                row = run_sequence(bench, [side], big, "100 MB")[0]
+                row["memory"] = before_mb
+                kept = row["ok"] and before_pid and awk_pid(big["host"], name) == before_pid
+                row["awk"] = "kept" if kept else "lost"
+                big_rows.append(row)
+        print_machine()
+        print(f"lab: LXD 5.0.2, {H1['name']} {H1['url']} and {H2['name']} {H2['url']}, "
+              f"CRIU 4.1.1 via the lab's shim; Redis :{REDIS_PORT}, 1 Celery worker "
+              f"(concurrency 2), PANEL_MIGRATION_SOURCE_GRACE_SECONDS="
+              f"{os.environ['PANEL_MIGRATION_SOURCE_GRACE_SECONDS']}\n")  # fmt: skip
+        report(rows, big_rows)
+    finally:
+        for process in services:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for name in small["used"] + big["used"]:
+            killed = kill_stuck_dumps(name)
+            if killed:
+                progress(f"killed stuck criu dump(s) of {name}: {killed}")
+            for lab_host in (H1, H2):
+                lxc_local(lab_host, "delete", "--force", name, check=False)
+        cert = Path(settings.PANEL_CLIENT_CERT_DIR) / "client.crt"
+        fingerprints = [lxd.certificate_fingerprint(p.read_text())
+                        for p in (cert, lxd_conf / "client.crt") if p.exists()]  # fmt: skip
+        for lab_host in (H1, H2):
+            for fingerprint in fingerprints:
+                lxc_local(lab_host, "config", "trust", "remove", fingerprint, check=False)
+        shutil.rmtree(lxd_conf, ignore_errors=True)
+        discard(folder)
+
+
+def lxc_remote_add(lxd_conf: Path, lab_host: dict) -> None:
+    subprocess.run(
+        ["lxc", "remote", "add", REMOTES[lab_host["name"]], lab_host["url"],
+         "--password", lab_host["trust_password"], "--accept-certificate"],
+        env={**os.environ, "LXD_CONF": str(lxd_conf)}, check=True, capture_output=True,
+        timeout=60,
+    )  # fmt: skip
+
+
+def start_services(folder: Path) -> list[subprocess.Popen]:
+    redis = subprocess.Popen(
+        ["redis-server", "--port", str(REDIS_PORT), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(folder)], stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(0.5)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", "panel",
+         "--hostname", f"benchm-{os.getpid()}@localhost", "--concurrency", "2",
+         "--loglevel", "WARNING", "--without-gossip", "--without-mingle"],
+        cwd=ROOT, env=os.environ.copy(), stdout=(folder / "worker.log").open("w"),
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    from workers.celery import app
+
+    for _ in range(120):
+        if app.control.ping(timeout=0.5):
+            return [worker, redis]
+    raise RuntimeError("the Celery worker did not answer")
+
+
+def pairs_of(rows: list[dict]) -> list[dict]:
+    """The k-th successful panel live migration with the k-th successful `lxc move` (they ran
+    in the same or a neighbouring round, in alternating order), and the (2k-1)-th and 2k-th
+    successful checkpoint-move-restores with them. Failed runs are listed, not paired: on
+    this lab a restore fails at random (see docs/benchmarks.md), on either side."""
+    ok = lambda side: [r for r in rows if r["side"] == side and r["ok"]]  # noqa: E731
+    cmr = ok("panel stateful_move")
+    pairs = []
+    for number, (live, move) in enumerate(zip(ok("panel live"), ok("lxc move"), strict=False)):
+        mine = cmr[2 * number : 2 * number + 2]
+        pairs.append({
+            "label": f"{number + 1}: {live['label']} / {move['label']}",
+            "cmr_frozen": [ratio(r["downtime"], move["frozen"]) for r in mine],
+            "cmr_sampled": [ratio(r["sampled"], move["sampled"]) for r in mine],
+            "live_frozen": ratio(live["downtime"], move["frozen"]),
+            "live_sampled": ratio(live["sampled"], move["sampled"]),
+            "wall": ratio(live["wall"], move["wall"]),
+            "total": ratio(live["total"], move["wall"]),
+            "criu_gap": ratio(abs(live["downtime"] - live["frozen"]), live["frozen"])
+            if live["downtime"] is not None and live["frozen"] else None,
+        })  # fmt: skip
+    return pairs
+
+
+def report(rows: list[dict], big_rows: list[dict]) -> None:
+    if rows:
+        report_pairs(rows)
+    if big_rows:
+        report_big(big_rows)
+    failures = [r for r in rows + big_rows if not r["ok"]]
+    for r in failures:
+        note = " / ".join(line.strip() for line in r["note"].splitlines() if line.strip())
+        print(f"FAILED {r['label']} {r['side']} {r['source']}→{r['target']}: {note[:400]}")
+    notes = {r["stderr"] for r in rows + big_rows if r.get("stderr")}
+    for note in notes:
+        print(f"lxc move said: {note}")
+
+
+def report_pairs(rows: list[dict]) -> None:
+    print("Every migration (counter container). wall: click→terminal for the panel, the "
+          "command for lxc; total: Operation.result.total_seconds; downtime: "
+          "Operation.downtime_seconds; CRIU frozen: migration_dump log; sampled: this "
+          "script's 10 Hz sampler. Seconds.\n")  # fmt: skip
+    print_table(
+        ["run", "side", "direction", "ok", "wall", "total", "downtime", "CRIU frozen", "sampled",
+         "lxc leftover"],
+        [(r["label"], r["side"], f"{r['source']}→{r['target']}", "yes" if r["ok"] else "NO",
+          fmt(r["wall"]), fmt(r["total"]), fmt(r["downtime"]), fmt(r["frozen"]),
+          fmt(r["sampled"]), r["leftover"]) for r in rows],
+    )  # fmt: skip
+    pairs = pairs_of(rows)
+    print(
+        "Per pair ratios. Downtime: panel downtime / lxc move CRIU frozen, and sampled / "
+        "sampled (same measure both sides). Total: panel live / lxc move command.\n"
+    )
+    print_table(
+        ["pair", "CMR downtime / lxc (frozen)", "CMR sampled / lxc sampled",
+         "live downtime / lxc (frozen)", "live sampled / lxc sampled",
+         "live click→done / lxc", "live total_seconds / lxc", "|live downtime - frozen| / frozen"],
+        [(p["label"], " ".join(fmt(v) for v in p["cmr_frozen"]),
+          " ".join(fmt(v) for v in p["cmr_sampled"]), fmt(p["live_frozen"]),
+          fmt(p["live_sampled"]), fmt(p["wall"]), fmt(p["total"]),
+          fmt(None if p["criu_gap"] is None else 100 * p["criu_gap"], 1) + " %")
+         for p in pairs],
+    )  # fmt: skip
+    flat = lambda key: [v for p in pairs for v in p[key]]  # noqa: E731
+    pick = lambda key: [p[key] for p in pairs]  # noqa: E731
+    gaps = [ratio(abs(r["downtime"] - r["frozen"]), r["frozen"]) for r in rows
+            if r["side"] == "panel live" and r["ok"] and r["downtime"] is not None
+            and r["frozen"]]  # fmt: skip
+    worst = max(gaps) if gaps else None
+    print(f"Medians over {len(pairs)} pairs, against the targets\n")
+    print_table(
+        ["figure", "median", "target", "verdict"],
+        [("downtime ratio, panel checkpoint-move-restore / lxc move (CRIU frozen)",
+          fmt(median(flat("cmr_frozen")), 3), "≤ 0.3", verdict(median(flat("cmr_frozen")), 0.3)),
+         ("downtime ratio, same, sampled / sampled", fmt(median(flat("cmr_sampled")), 3),
+          "≤ 0.3", verdict(median(flat("cmr_sampled")), 0.3)),
+         ("downtime ratio, panel live / lxc move (CRIU frozen)",
+          fmt(median(pick("live_frozen")), 3), "-", "-"),
+         ("downtime ratio, panel live / lxc move, sampled / sampled",
+          fmt(median(pick("live_sampled")), 3), "-", "-"),
+         ("total time ratio, panel live click→done / lxc move", fmt(median(pick("wall")), 3),
+          "≤ 1.05", verdict(median(pick("wall")), 1.05)),
+         ("total time ratio, panel live total_seconds / lxc move", fmt(median(pick("total")), 3),
+          "≤ 1.05", verdict(median(pick("total")), 1.05)),
+         ("|panel live downtime - CRIU frozen| / frozen, worst of all live runs",
+          fmt(None if worst is None else 100 * worst, 1) + " %", "≤ 10 %", verdict(worst, 0.10))],
+    )  # fmt: skip
+    print("Medians per side over successful runs (seconds); runs ok / runs\n")
+    sides = list(dict.fromkeys(r["side"] for r in rows))
+    print_table(
+        ["side", "runs ok", "wall", "total", "downtime", "CRIU frozen", "sampled"],
+        [(side, f"{sum(r['ok'] for r in rows if r['side'] == side)}/"
+          f"{sum(r['side'] == side for r in rows if r['label'] != 'warm-up')}",
+          *(fmt(median(r[key] for r in rows if r["side"] == side and r["ok"]
+                       and r["label"] != "warm-up"))
+            for key in ("wall", "total", "downtime", "frozen", "sampled")))
+         for side in sides],
+    )  # fmt: skip
+    phase_rows = []
+    for side in ("panel live", "panel stateful_move"):
+        names = dict.fromkeys(n for r in rows if r["side"] == side for n in r["phases"])
+        for phase in names:
+            values = [r["phases"].get(phase) for r in rows if r["side"] == side and r["ok"]]
+            phase_rows.append((side, phase, fmt(median(values))))
+    print("Panel phases (Operation.result.phases), medians in seconds\n")
+    print_table(["side", "phase", "median s"], phase_rows)
+
+
+def report_big(big_rows: list[dict]) -> None:
+    print(
+        "The 100 MB container: one busybox awk rewriting ~60,000 strings of 1 KB in a "
+        "loop (anonymous memory of one process, no forks); memory: LXD's memory usage "
+        "of the container just before the migration; awk: same PID afterwards.\n"
+    )
+    print_table(
+        ["side", "direction", "ok", "memory MiB", "wall", "total", "downtime",
+         "CRIU frozen", "sampled", "awk", "lxc leftover"],
+        [(r["side"], f"{r['source']}→{r['target']}", "yes" if r["ok"] else "NO",
+          f"{r['memory']:.0f}", fmt(r["wall"]), fmt(r["total"]), fmt(r["downtime"]),
+          fmt(r["frozen"]), fmt(r["sampled"]), r["awk"], r["leftover"]) for r in big_rows],
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
