@@ -408,19 +408,8 @@ class Migration:
             return f" The source copy was kept on {self.source_host.name}, as asked."
         begin = time.monotonic()
         self.source.enter("cleaning up", f"Removing the source copy on {self.source_host.name}.")
-        deadline = begin + settings.MIGRATION_SOURCE_GRACE_SECONDS
-        last_error = ""
-        while time.monotonic() < deadline:
-            status = lxd.instance_status(self.source.target, self.name)
-            if status is None:
-                break
-            if status == "Stopped":
-                state = self.source.follow(lxd.start_delete_instance(self.source.target, self.name))
-                if state is None or state.status == "Success":
-                    break
-                last_error = state.error
-            time.sleep(0.2)  # LXD stops the source copy within about half a second
-        else:
+        last_error = delete_when_stopped(self.source, self.name)
+        if last_error:
             self.phase("clean up", begin, time.monotonic())
             self.operation.log(f"The source copy could not be removed: {last_error}")
             return (
@@ -429,6 +418,31 @@ class Migration:
             )
         self.phase("clean up", begin, time.monotonic())
         return ""
+
+
+def delete_when_stopped(tracker: Tracker, name: str) -> str:
+    """Delete a stopped instance, waiting while LXD is still busy with it (after a migration
+    LXD 5.0.2 is often still stopping it: 'busy running a "stop" operation'). Returns ''
+    once it is gone, or the last reason it could not be deleted."""
+    deadline = time.monotonic() + settings.MIGRATION_SOURCE_GRACE_SECONDS
+    last_error = ""
+    while time.monotonic() < deadline:
+        status = lxd.instance_status(tracker.target, name)
+        if status is None:
+            return ""
+        if status == "Stopped":
+            try:
+                state = tracker.follow(lxd.start_delete_instance(tracker.target, name))
+            except lxd.LXDError as error:  # LXD may refuse at once while it is busy
+                state, last_error = None, str(error)
+            else:
+                if state is None or state.status == "Success":
+                    return ""
+                last_error = state.error
+        else:
+            last_error = f"it is {status.upper()}"
+        time.sleep(0.2)  # LXD stops the source copy within about half a second
+    return last_error or "it did not stop in time"
 
 
 class ConnectionTrouble(Exception):
@@ -464,9 +478,9 @@ def delete_copy(operation: Operation) -> str:
             state_after=status.upper(),
         )
     tracker.enter("deleting", f"Removing the stopped copy on {operation.source_host.name}.")
-    state = tracker.follow(lxd.start_delete_instance(tracker.target, operation.instance_name))
-    if state is not None and state.status != "Success":
-        raise OperationFailed("Removing the copy failed.", state.error, "STOPPED")
+    error = delete_when_stopped(tracker, operation.instance_name)
+    if error:
+        raise OperationFailed(f"Removing the copy failed: {error}.", error, "STOPPED")
     return f"Removed the stopped copy on {operation.source_host.name}."
 
 
