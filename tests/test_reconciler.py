@@ -4,11 +4,14 @@ real worker in the middle of a live migration)."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from panel.models import Operation
+from panel.operations import Busy, request_operation
 from tests.helpers import make_host, make_instance
 from workers.reconciler import reconcile, verdict
 
@@ -72,3 +75,29 @@ def test_a_migration_lxd_finished_alone_is_interrupted_and_says_where_the_contai
     status, words = verdict(migrate, where(container("Stopped"), container("Running")))
     assert status == Operation.Status.INTERRUPTED
     assert "on h2 (RUNNING)" in words and "left behind on the source host" in words
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_same_operation_asked_twice_at_the_same_instant_runs_exactly_once(operator_user):
+    """Two requests racing past the 'is it busy?' check: the database lets one in."""
+    instance = make_instance(make_host())
+    barrier, answers = threading.Barrier(2), []
+
+    def ask() -> None:
+        barrier.wait()
+        try:
+            answers.append(request_operation(instance, "stop", operator_user).pk)
+        except Busy as busy:
+            answers.append(str(busy))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    created = list(Operation.objects.values_list("pk", flat=True))
+    assert len(created) == 1
+    assert sorted(type(answer).__name__ for answer in answers) == ["int", "str"]
+    assert any(f"busy: operation #{created[0]} (stop)" in str(answer) for answer in answers)
