@@ -26,7 +26,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from panel.access import get_bundle, get_host, get_instance, get_operation
 from panel.forms import MigrationForm, OperationForm
-from panel.migration_requests import StrategyRefused, request_cancel, resolve_strategy
+from panel.migration_requests import StrategyRefused, migration_fields, request_cancel
 from panel.models import ApiToken, Bundle, Host, Instance, Operation
 from panel.operations import Busy, request_operation
 from panel.views import bundles as bundle_views
@@ -452,14 +452,8 @@ def container_migrate_check(request: HttpRequest, pk: int) -> JsonResponse:
     form = migration_form(request, instance)
     if not form.is_valid():
         return form_errors(form)
-    return queued(
-        request,
-        instance,
-        Operation.Kind.PREFLIGHT,
-        params=form.params(),
-        target_host=form.cleaned_data["target"],
-        target_name=form.cleaned_data["new_name"] or instance.name,
-    )
+    fields = migration_fields(instance, form, resolve=False)
+    return queued(request, instance, Operation.Kind.PREFLIGHT, **fields)
 
 
 @token_required
@@ -469,20 +463,11 @@ def container_migrate(request: HttpRequest, pk: int) -> JsonResponse:
     form = migration_form(request, instance)
     if not form.is_valid():
         return form_errors(form)
-    target, params = form.cleaned_data["target"], form.params()
     try:
-        strategy, reason = resolve_strategy(instance, target, params["strategy"])
+        fields = migration_fields(instance, form, resolve=True)
     except StrategyRefused as refused:
         return error(400, f"Not started: {refused}", errors={"strategy": [str(refused)]})
-    params.update(strategy=strategy, strategy_reason=reason)
-    return queued(
-        request,
-        instance,
-        Operation.Kind.MIGRATE,
-        params=params,
-        target_host=target,
-        target_name=form.cleaned_data["new_name"] or instance.name,
-    )
+    return queued(request, instance, Operation.Kind.MIGRATE, **fields)
 
 
 @token_required

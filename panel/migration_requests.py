@@ -40,3 +40,15 @@ def request_cancel(operation: Operation, user) -> str:
         operation.log(f"{user} asked to cancel.")
         return "requested"
     return "ended"
+
+
+def migration_fields(instance: Instance, form, resolve: bool) -> dict:
+    """What request_operation needs for a pre-flight (resolve=False) or a migration
+    (resolve=True: the strategy is settled here and may raise StrategyRefused), from a
+    valid MigrationForm."""
+    target, params = form.cleaned_data["target"], form.params()
+    if resolve:
+        strategy, reason = resolve_strategy(instance, target, params["strategy"])
+        params.update(strategy=strategy, strategy_reason=reason)
+    name = form.cleaned_data["new_name"] or instance.name
+    return {"params": params, "target_host": target, "target_name": name}

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_POST
 
 from panel.access import get_instance, get_operation
 from panel.forms import MigrationForm
-from panel.migration_requests import StrategyRefused, resolve_strategy
+from panel.migration_requests import StrategyRefused, migration_fields
 from panel.models import Instance, Operation
 from panel.views.operations import queue_operation
 
@@ -28,15 +28,8 @@ def migration_check(request: HttpRequest, pk: int) -> HttpResponse:
     form = MigrationForm(request.POST, instance=instance)
     if not form.is_valid():
         return refuse(request, instance, form)
-    target = form.cleaned_data["target"]
-    return queue_operation(
-        request,
-        instance,
-        Operation.Kind.PREFLIGHT,
-        params=form.params(),
-        target_host=target,
-        target_name=form.cleaned_data["new_name"] or instance.name,
-    )
+    fields = migration_fields(instance, form, resolve=False)
+    return queue_operation(request, instance, Operation.Kind.PREFLIGHT, **fields)
 
 
 @login_required
@@ -47,21 +40,12 @@ def migration_start(request: HttpRequest, pk: int) -> HttpResponse:
     form = MigrationForm(request.POST, instance=instance)
     if not form.is_valid():
         return refuse(request, instance, form)
-    target, params = form.cleaned_data["target"], form.params()
     try:
-        strategy, reason = resolve_strategy(instance, target, params["strategy"])
+        fields = migration_fields(instance, form, resolve=True)
     except StrategyRefused as refused:
         messages.error(request, f"Not started: {refused}")
         return redirect("instance-detail", pk=instance.pk)
-    params.update(strategy=strategy, strategy_reason=reason)
-    return queue_operation(
-        request,
-        instance,
-        Operation.Kind.MIGRATE,
-        params=params,
-        target_host=target,
-        target_name=form.cleaned_data["new_name"] or instance.name,
-    )
+    return queue_operation(request, instance, Operation.Kind.MIGRATE, **fields)
 
 
 @login_required

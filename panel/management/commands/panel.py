@@ -18,7 +18,7 @@ from django.http import Http404
 
 from panel.access import get_instance, get_operation
 from panel.forms import EXPIRY_CHOICES, STRATEGY_CHOICES, MigrationForm, OperationForm
-from panel.migration_requests import StrategyRefused, request_cancel, resolve_strategy
+from panel.migration_requests import StrategyRefused, migration_fields, request_cancel
 from panel.models import Bundle, Host, Instance, Operation
 from panel.operations import Busy, request_operation
 from workers.bundles import request_bundle
@@ -145,22 +145,12 @@ class Command(BaseCommand):
         }
         form = MigrationForm(fields, instance=instance)
         refuse_unless_valid(form)
-        params, target_host = form.params(), form.cleaned_data["target"]
         kind = Operation.Kind.PREFLIGHT if options["check"] else Operation.Kind.MIGRATE
-        if kind == Operation.Kind.MIGRATE:
-            try:
-                strategy, reason = resolve_strategy(instance, target_host, params["strategy"])
-            except StrategyRefused as refused:
-                raise CommandError(f"Not started: {refused}") from None
-            params.update(strategy=strategy, strategy_reason=reason)
-        operation = start(
-            instance,
-            kind,
-            request.user,
-            params=params,
-            target_host=target_host,
-            target_name=form.cleaned_data["new_name"] or instance.name,
-        )
+        try:
+            fields = migration_fields(instance, form, resolve=kind == Operation.Kind.MIGRATE)
+        except StrategyRefused as refused:
+            raise CommandError(f"Not started: {refused}") from None
+        operation = start(instance, kind, request.user, **fields)
         self.follow(operation, wait, timeout)
 
     def cancel(self, user: str, operation: int, **options) -> None:
