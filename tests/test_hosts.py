@@ -210,3 +210,14 @@ def test_a_log_of_another_container_is_not_found_through_this_one(viewer_client)
     mine, other = make_instance(host, "mine"), make_instance(host, "other")
     log = other.logs.create(filename="lxc.log", content="secret")
     assert viewer_client.get(f"/containers/{mine.pk}/logs/{log.pk}/").status_code == 404
+
+
+def test_the_container_poll_reads_only_what_its_fragment_shows(
+    viewer_client, django_assert_max_num_queries
+):
+    instance = make_instance(make_host("h1"), "c1")
+    make_snapshot(instance, "s1", stateful=True)
+    with django_assert_max_num_queries(6):  # session, user, instance+host, snapshots, role
+        response = viewer_client.get(f"/containers/{instance.pk}/", headers={"HX-Request": "true"})
+    assert b'id="instance-info"' in response.content and b"s1" in response.content
+    assert b"Migrate to another host" not in response.content

@@ -59,23 +59,25 @@ def instance_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 def instance_detail(request: HttpRequest, pk: int) -> HttpResponse:
     instance = get_instance(request, pk)
-    operations = instance.operations.select_related("source_host", "requested_by")
     context = {
         "instance": instance,
         "snapshots": instance.snapshots.all(),
+        "can_operate": can_operate(request.user),
+    }
+    if request.htmx:  # the 5-second poll of the status and snapshots: nothing else
+        return render(request, "panel/instances/detail.html#instance-info", context)
+    operations = instance.operations.select_related("source_host", "requested_by")
+    context |= {
         "logs": instance.logs.all(),
         "config_yaml": config_as_yaml(instance),
         "active": operations.active().first(),
         "recent_operations": operations[:5],
         "risks": checkpoint_risks(instance.expanded_config, instance.expanded_devices),
         "stateful_capability": instance.host.capability("stateful_stop"),
-        "can_operate": can_operate(request.user),
         "expiry_choices": EXPIRY_CHOICES,
         "schedule": SnapshotSchedule.objects.filter(instance=instance).first(),
         "migration_form": MigrationForm(instance=instance),
     }
-    if request.htmx:
-        return render(request, "panel/instances/detail.html#instance-info", context)
     return render(request, "panel/instances/detail.html", context)
 
 
