@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import json
 import math
 import os
 import platform
@@ -19,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -156,3 +158,50 @@ class FullCollections:
 def progress(message: str) -> None:
     """Progress goes to stderr so that stdout holds only the results."""
     print(f"... {message}", file=sys.stderr, flush=True)
+
+
+def start_redis_and_worker(folder: Path, port: int, name: str) -> list[subprocess.Popen]:
+    """A private Redis on `port` and a real Celery worker on it, for benchmarks that run the
+    panel for real (PANEL_REDIS_URL must already point at that port). Stop them with
+    `stop(processes)`."""
+    redis = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(folder)], stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(0.5)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", "panel",
+         "--hostname", f"{name}-{os.getpid()}@localhost", "--concurrency", "2",
+         "--loglevel", "WARNING", "--without-gossip", "--without-mingle"],
+        cwd=ROOT, env=os.environ.copy(), stdout=(folder / "worker.log").open("w"),
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    from workers.celery import app
+
+    for _ in range(120):
+        if app.control.ping(timeout=0.5):
+            return [worker, redis]
+    stop([worker, redis])
+    raise RuntimeError(f"the Celery worker did not answer (log: {folder / 'worker.log'})")
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def lab_state(hosts: int = 2) -> dict:
+    """The lab's state file, or a clear exit when the lab is not up."""
+    state_file = ROOT / "var" / "lab" / "state.json"
+    if not state_file.exists():
+        raise SystemExit(f"The lab is not up ({state_file} is missing): python3 lab/lab.py up")
+    state = json.loads(state_file.read_text())
+    if len(state["hosts"]) < hosts:
+        raise SystemExit(
+            f"This benchmark needs {hosts} lab hosts: python3 lab/lab.py up --hosts {hosts}"
+        )
+    return state

@@ -48,7 +48,18 @@ import time
 import uuid
 from pathlib import Path
 
-from _common import ROOT, discard, isolate, milliseconds, print_machine, print_table, progress
+from _common import (
+    ROOT,
+    discard,
+    isolate,
+    lab_state,
+    milliseconds,
+    print_machine,
+    print_table,
+    progress,
+    start_redis_and_worker,
+    stop,
+)
 
 LAB_PY = ["python3", str(ROOT / "lab" / "lab.py")]
 
@@ -74,27 +85,6 @@ def agents_running() -> list[str]:
 
 def set_criu(host: dict, mode: str) -> None:
     subprocess.run([*LAB_PY, "criu", host["name"], mode], check=True, capture_output=True)
-
-
-def start_services(folder: Path, port: int) -> list[subprocess.Popen]:
-    redis = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(folder)], stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    time.sleep(0.5)
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", "panel",
-         "--hostname", f"benchm-bundle-{os.getpid()}@localhost", "--concurrency", "2",
-         "--loglevel", "WARNING", "--without-gossip", "--without-mingle"],
-        cwd=ROOT, env=os.environ.copy(), stdout=(folder / "worker.log").open("w"),
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    from workers.celery import app
-
-    for _ in range(120):
-        if app.control.ping(timeout=0.5):
-            return [worker, redis]
-    raise RuntimeError("the Celery worker did not answer")
 
 
 def wait_for_agents(hosts: list) -> float:
@@ -127,7 +117,7 @@ def main() -> None:
     if busy:
         raise SystemExit(f"a lab agent already runs on {', '.join(busy)} (another user's?); "
                          "`lab.py agents start` would replace it: not starting")  # fmt: skip
-    lab = json.loads((ROOT / "var" / "lab" / "state.json").read_text())
+    lab = lab_state(hosts=2)
     port = free_port()
     redis_url = f"redis://127.0.0.1:{port}/0"
     os.environ["PANEL_REDIS_URL"] = redis_url
@@ -146,7 +136,7 @@ def main() -> None:
     client_cert = lxd.ensure_client_certificate(Path(settings.PANEL_CLIENT_CERT_DIR))
     services: list[subprocess.Popen] = []
     try:
-        services = start_services(folder, port)
+        services = start_redis_and_worker(folder, port, "benchm-bundle")
         lxc(host1, "launch", lab["image_alias"], name)
         time.sleep(3)
         if args.recorded:
@@ -171,12 +161,7 @@ def main() -> None:
         fingerprint = lxd.certificate_fingerprint(Path(client_cert[0]).read_text())
         for lab_host in (host1, host2):
             lxc(lab_host, "config", "trust", "remove", fingerprint, check=False)
-        for process in services:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop(services)
         discard(folder)
 
 

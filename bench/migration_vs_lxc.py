@@ -47,14 +47,21 @@ import shutil
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
 
-from _common import ROOT, discard, isolate, print_machine, progress
+from _common import (
+    discard,
+    isolate,
+    lab_state,
+    print_machine,
+    progress,
+    start_redis_and_worker,
+    stop,
+)
 from _common import print_table as _print_table
 
 
@@ -73,7 +80,7 @@ def free_port() -> int:
 
 REDIS_PORT = free_port()
 os.environ["PANEL_REDIS_URL"] = f"redis://127.0.0.1:{REDIS_PORT}/0"
-LAB = json.loads((ROOT / "var" / "lab" / "state.json").read_text())
+LAB = lab_state(hosts=2)
 H1, H2 = LAB["hosts"][:2]
 REMOTES = {H1["name"]: "h1", H2["name"]: "h2"}
 
@@ -387,7 +394,7 @@ def main() -> None:
         where["used"] = [where["name"]]
     services: list[subprocess.Popen] = []
     try:
-        services = start_services(folder)
+        services = start_redis_and_worker(folder, REDIS_PORT, "benchm")
         for lab_host in (H1, H2):
             enroll(lab_host)
             lxc_remote_add(lxd_conf, lab_host)
@@ -433,12 +440,7 @@ def main() -> None:
               f"{os.environ['PANEL_MIGRATION_SOURCE_GRACE_SECONDS']}\n")  # fmt: skip
         report(rows, big_rows)
     finally:
-        for process in services:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop(services)
         for name in small["used"] + big["used"]:
             killed = kill_stuck_dumps(name)
             if killed:
@@ -462,27 +464,6 @@ def lxc_remote_add(lxd_conf: Path, lab_host: dict) -> None:
         env={**os.environ, "LXD_CONF": str(lxd_conf)}, check=True, capture_output=True,
         timeout=60,
     )  # fmt: skip
-
-
-def start_services(folder: Path) -> list[subprocess.Popen]:
-    redis = subprocess.Popen(
-        ["redis-server", "--port", str(REDIS_PORT), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(folder)], stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    time.sleep(0.5)
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", "panel",
-         "--hostname", f"benchm-{os.getpid()}@localhost", "--concurrency", "2",
-         "--loglevel", "WARNING", "--without-gossip", "--without-mingle"],
-        cwd=ROOT, env=os.environ.copy(), stdout=(folder / "worker.log").open("w"),
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    from workers.celery import app
-
-    for _ in range(120):
-        if app.control.ping(timeout=0.5):
-            return [worker, redis]
-    raise RuntimeError("the Celery worker did not answer")
 
 
 def pairs_of(rows: list[dict]) -> list[dict]:

@@ -14,7 +14,6 @@ host's unix socket, as an admin on the host would run it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -42,6 +41,7 @@ import django  # noqa: E402
 
 django.setup()
 
+from _common import lab_state, start_redis_and_worker, stop  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.test import Client  # noqa: E402
@@ -54,26 +54,6 @@ from workers.hosts import sync  # noqa: E402
 def lxc(lab_host: dict, *args: str) -> None:
     env = {**os.environ, "LXD_DIR": lab_host["lxd_dir"]}
     subprocess.run(["lxc", *args], env=env, check=True, capture_output=True, timeout=300)
-
-
-def start_services() -> list[subprocess.Popen]:
-    redis = subprocess.Popen(
-        ["redis-server", "--port", str(REDIS_PORT), "--bind", "127.0.0.1", "--save", "",
-         "--dir", str(WORK)], stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    time.sleep(0.5)
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", "panel",
-         "--concurrency", "2", "--loglevel", "WARNING", "--without-gossip", "--without-mingle"],
-        cwd=ROOT, env=os.environ.copy(), stdout=(WORK / "worker.log").open("w"),
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    from workers.celery import app
-
-    for _ in range(100):
-        if app.control.ping(timeout=0.5):
-            break
-    return [worker, redis]
 
 
 def enroll(lab_host: dict) -> Host:
@@ -112,12 +92,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=7)
     args = parser.parse_args()
-    lab = json.loads((ROOT / "var" / "lab" / "state.json").read_text())
+    lab = lab_state(hosts=2)
     lab_host = lab["hosts"][0]
     container = f"bench-snap-{uuid.uuid4().hex[:6]}"
     call_command("migrate", verbosity=0)
     call_command("collectstatic", interactive=False, verbosity=0)
-    services = start_services()
+    services = start_redis_and_worker(WORK, REDIS_PORT, "bench-snapshot")
     host = None
     try:
         lxc(lab_host, "launch", lab["image_alias"], container)
@@ -151,9 +131,7 @@ def main() -> None:
             fingerprint = lxd.certificate_fingerprint(cert.read_text())
             subprocess.run(["lxc", "config", "trust", "remove", fingerprint], env=lab_env,
                            capture_output=True)  # fmt: skip
-        for process in services:
-            process.terminate()
-            process.wait(timeout=30)
+        stop(services)
         shutil.rmtree(WORK, ignore_errors=True)
 
 
