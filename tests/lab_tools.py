@@ -113,3 +113,22 @@ def kill_stuck_dumps(name: str) -> list[int]:
                 os.kill(int(proc.name), signal.SIGKILL)
                 killed.append(int(proc.name))
     return killed
+
+
+@contextlib.contextmanager
+def running_counter(lab: dict, lab_host: dict, prefix: str, at_least: int = 3):
+    """A counter container running on `lab_host`, its counter at `at_least` or more. On the
+    way out it is removed from every lab host (with any dump a failed live migration left
+    stuck), and every host is back on the working CRIU, whatever the test did."""
+    from tests.conftest import wait_for  # conftest imports this module
+
+    name = unique_name(prefix)
+    launch_counter(lab, lab_host, name)
+    try:
+        wait_for(lambda: read_counter(lab_host, name) >= at_least, timeout=60, what="the counter")
+        yield name
+    finally:
+        kill_stuck_dumps(name)
+        for host in lab["hosts"]:
+            set_criu(host, "fixed")
+            lxc(host, "delete", "--force", name, check=False)

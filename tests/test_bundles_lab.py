@@ -15,7 +15,11 @@ from django.conf import settings
 
 from panel.models import Bundle, Host, Instance, Operation
 from tests.conftest import ROOT, wait_for
-from tests.lab_tools import launch_counter, lxc, read_counter, set_criu, unique_name
+from tests.lab_tools import (
+    lxc,
+    running_counter,
+    set_criu,
+)
 from tests.test_operations_lab import enroll, operate
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
@@ -31,10 +35,7 @@ HOST_LEVEL = ["lxc-info.yaml", "dmesg.txt", "mountinfo.txt", "uname.txt", "lxd.l
 def counter(lab, lab_agents):
     """A running counter container on host1 with planted secrets, both hosts enrolled."""
     host1 = lab["hosts"][0]
-    name = unique_name("bundle")
-    launch_counter(lab, host1, name)
-    try:
-        wait_for(lambda: read_counter(host1, name) >= 2, timeout=60, what="the counter")
+    with running_counter(lab, host1, "bundle", at_least=2) as name:
         lxc(host1, "config", "set", name, f"environment.DB_PASSWORD={PLANTED_ENV}")
         lxc(host1, "config", "set", name, "user.user-data",
             f"#cloud-config\npassword: {PLANTED_USER_DATA}\n")  # fmt: skip
@@ -45,9 +46,6 @@ def counter(lab, lab_agents):
         host = enroll(host1)
         enroll(lab["hosts"][1])
         yield Instance.objects.get(host=host, name=name)
-    finally:
-        set_criu(host1, "fixed")
-        lxc(host1, "delete", "--force", name, check=False)
 
 
 def ready(bundle_filter: dict, timeout: float = 90) -> Bundle:

@@ -18,12 +18,11 @@ from tests.lab_tools import (
     enroll,
     instance_status,
     kill_stuck_dumps,
-    launch_counter,
     lxc,
     read_boot_id,
     read_counter,
+    running_counter,
     set_criu,
-    unique_name,
 )
 from workers.bundles import probe
 from workers.celery import app as celery_app
@@ -41,17 +40,9 @@ def fleet(lab) -> tuple[Host, Host]:
 @pytest.fixture
 def counter(lab, fleet):
     """A running counter container on host1, known to the panel; removed from both hosts."""
-    name = unique_name("mig")
-    launch_counter(lab, lab["hosts"][0], name)
-    try:
-        wait_for(lambda: read_counter(lab["hosts"][0], name) >= 3, timeout=60, what="the counter")
+    with running_counter(lab, lab["hosts"][0], "mig") as name:
         sync(fleet[0])
         yield Instance.objects.get(host=fleet[0], name=name)
-    finally:
-        kill_stuck_dumps(name)
-        for lab_host in lab["hosts"]:
-            set_criu(lab_host, "fixed")
-            lxc(lab_host, "delete", "--force", name, check=False)
 
 
 def finished(pk: int) -> Operation:

@@ -15,12 +15,10 @@ from tests.conftest import wait_for
 from tests.lab_tools import (
     enroll,
     instance_status,
-    launch_counter,
-    lxc,
     read_boot_id,
     read_counter,
+    running_counter,
     set_criu,
-    unique_name,
 )
 from workers.celery import app as celery_app
 from workers.hosts import sync
@@ -37,15 +35,9 @@ def lab_host(lab) -> dict:
 @pytest.fixture
 def counter(lab, lab_host):
     """A running counter container on host1, known to the panel; deleted afterwards."""
-    name = unique_name("ops")
-    launch_counter(lab, lab_host, name)
-    try:
-        wait_for(lambda: read_counter(lab_host, name) >= 3, timeout=60, what="the counter")
+    with running_counter(lab, lab_host, "ops") as name:
         host = enroll(lab_host)
         yield Instance.objects.get(host=host, name=name)
-    finally:
-        set_criu(lab_host, "fixed")
-        lxc(lab_host, "delete", "--force", name, check=False)
 
 
 def operate(client, instance: Instance, kind: str, **fields) -> Operation:

@@ -9,16 +9,12 @@ import tarfile
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import wait_for
 from tests.e2e.conftest import follow_operation, log_in, reload_until, screenshot
 from tests.lab_tools import (
     enroll,
     instance_status,
-    launch_counter,
-    lxc,
-    read_counter,
+    running_counter,
     set_criu,
-    unique_name,
 )
 
 pytestmark = [
@@ -32,15 +28,10 @@ pytestmark = [
 @pytest.fixture
 def counter_on_stock_criu(lab_agents):
     """A running counter container on host1, whose CRIU is Debian's stock one until the end."""
-    lab_host, name = lab_agents["hosts"][0], unique_name("e2e-fail")
-    launch_counter(lab_agents, lab_host, name)
-    try:
-        wait_for(lambda: read_counter(lab_host, name) >= 3, timeout=60, what="the counter")
+    lab_host = lab_agents["hosts"][0]
+    with running_counter(lab_agents, lab_host, "e2e-fail") as name:
         set_criu(lab_host, "stock")
         yield lab_host, name
-    finally:
-        set_criu(lab_host, "fixed")
-        lxc(lab_host, "delete", "--force", name, check=False)
 
 
 def test_a_failed_checkpoint_says_the_container_runs_and_its_bundle_downloads(

@@ -8,17 +8,12 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import wait_for
 from tests.e2e.conftest import follow_operation, log_in, screenshot, unlabelled_controls
 from tests.lab_tools import (
     enroll,
     instance_status,
-    kill_stuck_dumps,
-    launch_counter,
-    lxc,
     read_boot_id,
-    read_counter,
-    unique_name,
+    running_counter,
 )
 
 pytestmark = [
@@ -32,15 +27,8 @@ pytestmark = [
 @pytest.fixture
 def counter(lab):
     """A running counter container on host1; removed from both hosts afterwards."""
-    name = unique_name("e2e-mig")
-    launch_counter(lab, lab["hosts"][0], name)
-    try:
-        wait_for(lambda: read_counter(lab["hosts"][0], name) >= 3, timeout=60, what="the counter")
+    with running_counter(lab, lab["hosts"][0], "e2e-mig") as name:
         yield name
-    finally:
-        kill_stuck_dumps(name)
-        for lab_host in lab["hosts"]:
-            lxc(lab_host, "delete", "--force", name, check=False)
 
 
 def test_a_container_migrates_to_the_other_host_after_the_preflight_list_is_shown(

@@ -8,7 +8,6 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import wait_for
 from tests.e2e.conftest import (
     follow_operation,
     log_in,
@@ -18,12 +17,9 @@ from tests.e2e.conftest import (
 )
 from tests.lab_tools import (
     instance_status,
-    launch_counter,
-    lxc,
     read_boot_id,
-    read_counter,
+    running_counter,
     server_fingerprint,
-    unique_name,
 )
 
 pytestmark = [
@@ -37,13 +33,8 @@ pytestmark = [
 @pytest.fixture
 def counter(lab):
     """A running counter container on host1, not yet known to the panel; deleted afterwards."""
-    lab_host, name = lab["hosts"][0], unique_name("e2e")
-    launch_counter(lab, lab_host, name)
-    try:
-        wait_for(lambda: read_counter(lab_host, name) >= 3, timeout=60, what="the counter")
+    with running_counter(lab, lab["hosts"][0], "e2e") as name:
         yield name
-    finally:
-        lxc(lab_host, "delete", "--force", name, check=False)
 
 
 def add_host(page, lab_host: dict) -> None:
