@@ -24,9 +24,8 @@ class Finding:
 
 def database() -> Finding:
     try:
-        pending = MigrationExecutor(connection).migration_plan(
-            MigrationExecutor(connection).loader.graph.leaf_nodes()
-        )
+        executor = MigrationExecutor(connection)  # loads every migration: build it once
+        pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
     except Exception as error:  # any failure to reach the database
         return Finding("database", False, str(error), "Check PANEL_DATABASE_URL and the server.")
     if pending:
