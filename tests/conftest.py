@@ -78,6 +78,11 @@ def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "cond
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+# The session's worker, by name: the lab's agents are Celery workers on the same broker,
+# so a test that pauses "the worker" must say which one.
+SESSION_WORKER = f"test-{os.getpid()}@localhost"
+
+
 def start_celery_worker(name: str) -> subprocess.Popen:
     """A real worker process on the test Redis and the test database, in its own process
     group (so a fault test can kill it, pool children included, like a crash would)."""
@@ -110,7 +115,7 @@ def celery_worker(django_db_setup, django_db_blocker):
             f"Redis at {settings.CELERY_BROKER_URL} is not answering ({error}): use bin/test"
         )
     celery_app.control.purge()
-    name = f"test-{os.getpid()}@localhost"
+    name = SESSION_WORKER
     worker = start_celery_worker(name)
     try:
         wait_for(

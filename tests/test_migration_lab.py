@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from panel.models import Host, Instance, Operation
-from tests.conftest import start_celery_worker, wait_for
+from tests.conftest import SESSION_WORKER, start_celery_worker, wait_for
 from tests.lab_tools import (
     enroll,
     instance_status,
@@ -202,7 +202,7 @@ def test_a_worker_killed_during_a_live_migration_is_reconciled_with_the_truth(
     LXD finishes alone; the reconciler must end the operation saying where the container
     is, and the copy left behind must be removable with one click."""
     boot = read_boot_id(lab["hosts"][0], counter.name)
-    session_worker = f"test-{os.getpid()}@localhost"
+    session_worker = SESSION_WORKER
     celery_app.control.cancel_consumer("panel", destination=[session_worker], reply=True)
     doomed = start_celery_worker(f"doomed-{os.getpid()}@localhost")
     try:
