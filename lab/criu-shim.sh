@@ -77,6 +77,15 @@ if [ "$action" = restore ]; then
 	#    /dev/console is an external bind mount CRIU cannot re-create by itself
 	#    ("Can't bind-mount ... dev/console").
 	set -- "$@" --mntns-compat-mode --ext-mount-map console:/dev/null
+	# 5. The images directory is root's 0700, but CRIU 4.1.1 sometimes opens timens-N.img
+	#    from the restored init after it took the container's mapped uid (a race: seen under
+	#    load, about 1 restore in 20 with two restores at once) and then fails with
+	#    "Unable to open timens-N.img: Permission denied". The image files are already 0644;
+	#    let the mapped root search the directory too. The container directory above it is
+	#    d--x------ and owned by the mapped root, so no other host user gains access.
+	if [ -n "$images_dir" ] && [ -d "$images_dir" ]; then
+		chmod o+x -- "$images_dir" 2>/dev/null || true
+	fi
 fi
 
 # 4. Always exec, never run CRIU as our child: liblxc passes --restore-sibling and reads the

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from lab_helpers import (
@@ -49,6 +50,31 @@ def test_stateful_snapshot_restore_continues_the_counter(host_names, counter_con
     assert restored < later
     assert read_boot_id(container) == boot, "init restarted instead of being restored"
     wait_for_counter(container, restored + 2, timeout=10)
+
+
+def test_concurrent_stateful_restores_on_one_host_all_succeed(host_names, counter_container):
+    """Regression test for CRIU 4.1.1's restore race (lab/README.md, "Fixed: restores failing
+    with timens-N.img"): before shim item 5, about 1 restore in 11 failed with three at once."""
+    containers = [counter_container(host_names[0]) for _ in range(3)]
+
+    def snapshot_and_restore(container, rounds: int = 5) -> list[str]:
+        failures = []
+        for round_number in range(rounds):
+            name = f"race-{round_number}"
+            container.snapshots.create(name, stateful=True, wait=True)
+            try:
+                container.restore_snapshot(name, stateful=True, wait=True)
+            except LXDAPIException as error:
+                failures.append(f"{container.name} round {round_number}: {error}")
+                container.start(wait=True)
+        return failures
+
+    with ThreadPoolExecutor(max_workers=len(containers)) as pool:
+        failures = [f for found in pool.map(snapshot_and_restore, containers) for f in found]
+    assert not failures, "\n".join(failures)
+    for container in containers:
+        refresh(container)
+        assert container.status == "Running"
 
 
 def test_stateful_stop_then_start_continues_the_counter(
