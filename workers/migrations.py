@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
+from django.db import connection
 
 from panel import lxd
 from panel.models import Host, Operation
@@ -374,8 +377,7 @@ class Migration:
                 f"{expected.upper()}; the original was kept on {self.source_host.name}.",
                 state_after=f"on {self.source_host.name}; copy on {self.target_host.name}",
             )
-        self.record_measurements(strategy)
-        left_behind = self.clean_up_source()
+        left_behind = self.clean_up_source(strategy)
         self.operation.result["total_seconds"] = round(time.monotonic() - self.started, 3)
         where = f"on {self.target_host.name}, {expected.upper()}"
         self.operation.container_state_after = where
@@ -401,14 +403,20 @@ class Migration:
             phases=self.phases, criu_frozen_seconds=frozen, downtime_source=source
         )
 
-    def clean_up_source(self) -> str:
-        """Delete the source copy, now that the target is verified. LXD 5.0.2 may still be
-        stopping it ('busy running a "stop" operation'): retry until it is free."""
+    def clean_up_source(self, strategy: str) -> str:
+        """Record the measurements, then delete the source copy, now that the target is
+        verified. LXD 5.0.2 may still be stopping it ('busy running a "stop" operation'):
+        retry until it is free. The source's logs (CRIU's dump log goes with the copy) are
+        read while LXD stops it, not before: that wait is on every live migration's path."""
         if self.params.get("keep_source"):
+            self.record_measurements(strategy)
             return f" The source copy was kept on {self.source_host.name}, as asked."
         begin = time.monotonic()
         self.source.enter("cleaning up", f"Removing the source copy on {self.source_host.name}.")
-        last_error = delete_when_stopped(self.source, self.name)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            measured = pool.submit(in_own_connection, self.record_measurements, strategy)
+            last_error = delete_when_stopped(self.source, self.name, measured.result)
+            measured.result()  # also when the copy never stopped: the figures are kept
         if last_error:
             self.phase("clean up", begin, time.monotonic())
             self.operation.log(f"The source copy could not be removed: {last_error}")
@@ -420,10 +428,13 @@ class Migration:
         return ""
 
 
-def delete_when_stopped(tracker: Tracker, name: str) -> str:
+def delete_when_stopped(
+    tracker: Tracker, name: str, before_delete: Callable[[], object] = lambda: None
+) -> str:
     """Delete a stopped instance, waiting while LXD is still busy with it (after a migration
     LXD 5.0.2 is often still stopping it: 'busy running a "stop" operation'). Returns ''
-    once it is gone, or the last reason it could not be deleted."""
+    once it is gone, or the last reason it could not be deleted. `before_delete` runs (and
+    is waited for) once it has stopped, right before the delete."""
     deadline = time.monotonic() + settings.MIGRATION_SOURCE_GRACE_SECONDS
     last_error = ""
     while time.monotonic() < deadline:
@@ -431,6 +442,7 @@ def delete_when_stopped(tracker: Tracker, name: str) -> str:
         if status is None:
             return ""
         if status == "Stopped":
+            before_delete()
             try:
                 state = tracker.follow(lxd.start_delete_instance(tracker.target, name))
             except lxd.LXDError as error:  # LXD may refuse at once while it is busy
@@ -441,8 +453,16 @@ def delete_when_stopped(tracker: Tracker, name: str) -> str:
                 last_error = state.error
         else:
             last_error = f"it is {status.upper()}"
-        time.sleep(0.2)  # LXD stops the source copy within about half a second
+        time.sleep(0.05)  # LXD stops the source copy within about half a second
     return last_error or "it did not stop in time"
+
+
+def in_own_connection(function: Callable, *args):
+    """Run in a helper thread with its own database connection, closed afterwards."""
+    try:
+        return function(*args)
+    finally:
+        connection.close()
 
 
 class ConnectionTrouble(Exception):
@@ -500,7 +520,7 @@ def run_migration_operation(operation_id: int) -> None:
     operation = Operation.objects.filter(pk=operation_id).only("kind").first()
     if operation is None:
         return
-    finished = run(operation_id, WORK[operation.kind])
+    finished = run(operation_id, WORK[operation.kind], run_migration_operation)
     if finished is None:
         return
     for host_id in {finished.source_host_id, finished.target_host_id} - {None}:
