@@ -3,12 +3,18 @@ after commit with the row's id."""
 
 from __future__ import annotations
 
+import logging
+
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from panel.broker import QueueUnavailable, broker_address
 from panel.models import Instance, Operation
 from workers.migrations import run_migration_operation
 from workers.operations import run_operation
+
+logger = logging.getLogger(__name__)
 
 MIGRATION_KINDS = {Operation.Kind.PREFLIGHT, Operation.Kind.MIGRATE, Operation.Kind.DELETE_COPY}
 
@@ -51,8 +57,24 @@ def request_operation(
                 **fields,
             )
             operation.log(f"Requested by {user}.", "queued")
-            task = run_migration_operation if kind in MIGRATION_KINDS else run_operation
-            task.delay_on_commit(operation.pk)
+            transaction.on_commit(lambda: send(operation))
     except IntegrityError:
         raise Busy(Operation.objects.active().filter(instance=instance).first()) from None
     return operation
+
+
+def send(operation: Operation) -> None:
+    """Enqueue the operation's job. If Redis does not answer, the row stays pending and says
+    so; the reconciler sends it again once the queue is back (docs/operations.md)."""
+    task = run_migration_operation if operation.kind in MIGRATION_KINDS else run_operation
+    try:
+        task.delay(operation.pk)
+    except QueueUnavailable as error:
+        logger.warning("operation %s: job queue unreachable: %s", operation.pk, error)
+        minutes = settings.RECONCILE_SILENT_SECONDS // 60 + 1
+        operation.log(
+            f"The job queue (Redis at {broker_address()}) did not answer, so no worker has "
+            f"this yet. It stays queued: the panel sends it again about {minutes} minutes "
+            "after Redis is back. Cancel it if it should not run later.",
+            "queued",
+        )

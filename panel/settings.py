@@ -47,6 +47,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "panel.audit.AuditMiddleware",
+    # A request that needed the job queue while Redis is down: a 503 that says what to do.
+    "panel.broker.QueueDownMiddleware",
     # Last, as django-axes asks: it turns a locked-out login into its lockout response.
     "axes.middleware.AxesMiddleware",
 ]
@@ -212,6 +214,11 @@ OPERATION_TIMEOUT_SECONDS = env.int("PANEL_OPERATION_TIMEOUT_SECONDS", 900, mini
 # The reconciler (beat, every minute) settles running operations whose worker has not
 # reported for this long, and pending ones nobody started (see workers/reconciler.py).
 RECONCILE_SILENT_SECONDS = env.int("PANEL_RECONCILE_SILENT_SECONDS", 120, minimum=30)
+# At most this many operations run at once on one host (a migration counts on both of its
+# hosts; pre-flight checks do not count): CRIU freezes and dumps whole containers, and many at
+# once on one host slow every one of them. Further ones wait, pending, for a free slot.
+HOST_MAX_OPERATIONS = env.int("PANEL_HOST_MAX_OPERATIONS", 2, minimum=1)
+HOST_SLOT_RETRY_SECONDS = 1  # how soon a waiting operation looks for a slot again
 CELERY_BEAT_SCHEDULE["reconcile-operations"] = {
     "task": "workers.reconciler.reconcile_task",
     "schedule": 60.0,

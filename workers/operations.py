@@ -257,7 +257,7 @@ def run_operation(operation_id: int) -> None:
     kind = Operation.objects.filter(pk=operation_id).values_list("kind", flat=True).first()
     if kind is None:
         return
-    operation = run(operation_id, WORK[kind])
+    operation = run(operation_id, WORK[kind], run_operation)
     if operation is not None and operation.source_host_id:
         # Whatever happened, the inventory should show the container's true state now.
         sync_host.delay(operation.source_host_id)

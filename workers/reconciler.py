@@ -18,6 +18,7 @@ import datetime as dt
 import logging
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from panel import lxd
@@ -37,7 +38,11 @@ def reconcile(now: dt.datetime | None = None) -> list[int]:
     for operation in running.select_related("source_host", "target_host", "instance"):
         if settle_silent_operation(operation):
             ended.append(operation.pk)
-    forgotten = Operation.objects.filter(status=Operation.Status.PENDING, queued_at__lt=silent)
+    # A pending operation waiting for a host slot is seen again every second or so by a
+    # worker (heartbeat_at); only one nobody has seen for the whole period is forgotten.
+    forgotten = Operation.objects.filter(status=Operation.Status.PENDING).filter(
+        Q(heartbeat_at__isnull=True, queued_at__lt=silent) | Q(heartbeat_at__lt=silent)
+    )
     for operation in forgotten:
         if settle_forgotten_operation(operation):
             ended.append(operation.pk)
@@ -74,7 +79,9 @@ def settle_forgotten_operation(operation: Operation) -> bool:
     if it is still not started a whole period later, end it: nothing was done."""
     if not operation.params.get("requeued"):
         params = {**operation.params, "requeued": timezone.now().isoformat()}
-        Operation.objects.filter(pk=operation.pk).update(params=params, queued_at=timezone.now())
+        Operation.objects.filter(pk=operation.pk).update(
+            params=params, queued_at=timezone.now(), heartbeat_at=None
+        )
         operation.log("No worker started this operation: it was queued again.", "reconciling")
         enqueue(operation)
         return False

@@ -11,7 +11,10 @@ import logging
 import time
 from collections.abc import Callable
 
+from celery import Task
 from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from panel import lxd
@@ -33,17 +36,19 @@ class OperationCancelled(Exception):
     """The user asked to cancel and LXD (or the queue) let us."""
 
 
-def run(operation_id: int, work: Callable[[Operation], str]) -> Operation | None:
+def run(operation_id: int, work: Callable[[Operation], str], task: Task) -> Operation | None:
     """Claim a pending operation and run `work` on it; returns it when this call ran it.
 
     The claim is one conditional UPDATE: a redelivered or duplicated task finds the row no
-    longer pending and does nothing, so no LXD action is ever started twice.
+    longer pending and does nothing, so no LXD action is ever started twice. When a host it
+    needs already runs PANEL_HOST_MAX_OPERATIONS operations, the operation stays pending and
+    `task` is sent again a little later.
     """
-    now = timezone.now()
-    claimed = Operation.objects.filter(pk=operation_id, status=Operation.Status.PENDING).update(
-        status=Operation.Status.RUNNING, started_at=now, heartbeat_at=now, stage="starting"
-    )
-    if not claimed:
+    claim = claim_operation(operation_id)
+    if claim == HOST_BUSY:
+        task.apply_async((operation_id,), countdown=settings.HOST_SLOT_RETRY_SECONDS)
+        return None
+    if claim != CLAIMED:
         logger.info("operation %s is not pending any more; not running it again", operation_id)
         return None
     operation = Operation.objects.select_related("instance", "source_host", "target_host").get(
@@ -62,8 +67,12 @@ def run(operation_id: int, work: Callable[[Operation], str]) -> Operation | None
         finish(
             operation,
             Operation.Status.FAILED,
-            "The panel could not talk to LXD; the container was left as LXD has it.",
+            "The panel lost contact with LXD during the operation, so it cannot say what "
+            "LXD did. The container was left as LXD has it. Check the host (its page, or "
+            "`manage.py doctor`); once LXD answers again the panel re-reads the container "
+            "at its next sync, and its page shows the truth.",
             str(error),
+            "unknown: LXD did not answer",
         )
     except Exception as error:
         logger.exception("operation %s crashed", operation_id)
@@ -76,6 +85,60 @@ def run(operation_id: int, work: Callable[[Operation], str]) -> Operation | None
     else:
         finish(operation, Operation.Status.SUCCEEDED, outcome)
     return operation
+
+
+CLAIMED, NOT_PENDING, HOST_BUSY = "claimed", "not pending", "host busy"
+WAITING_FOR_HOST = "waiting for host"
+
+
+def claim_operation(operation_id: int) -> str:
+    """Mark a pending operation running, unless one of its hosts is already at its limit.
+
+    The hosts' rows are locked while counting (SQLite: the IMMEDIATE transaction serialises
+    writers), so two workers can never both take a host's last slot.
+    """
+    with transaction.atomic():
+        pending = Operation.objects.filter(pk=operation_id, status=Operation.Status.PENDING)
+        operation = pending.select_related("source_host", "target_host").first()
+        if operation is None:
+            return NOT_PENDING
+        full = hosts_at_limit(operation)
+        now = timezone.now()
+        if full:
+            waiting = ", ".join(f"{host.name} runs {count}" for host, count in full)
+            text = (
+                f"Waiting for a free slot: {waiting} "
+                f"(limit {settings.HOST_MAX_OPERATIONS} per host); it starts by itself."
+            )
+            pending.update(stage=WAITING_FOR_HOST, progress_text=text, heartbeat_at=now)
+            if operation.stage != WAITING_FOR_HOST:
+                operation.log(text, WAITING_FOR_HOST)
+            return HOST_BUSY
+        pending.update(
+            status=Operation.Status.RUNNING,
+            started_at=now,
+            heartbeat_at=now,
+            stage="starting",
+            progress_text="",
+        )
+        return CLAIMED
+
+
+def hosts_at_limit(operation: Operation) -> list[tuple[Host, int]]:
+    """The operation's hosts that already run as many operations as allowed, with counts.
+
+    A pre-flight check only reads, so it never waits for a slot nor takes one."""
+    hosts = [h for h in (operation.source_host, operation.target_host) if h is not None]
+    if operation.kind == Operation.Kind.PREFLIGHT or not hosts:
+        return []
+    list(Host.objects.select_for_update().filter(pk__in=[h.pk for h in hosts]).order_by("pk"))
+    running = Operation.objects.filter(status=Operation.Status.RUNNING).exclude(
+        kind=Operation.Kind.PREFLIGHT
+    )
+    counts = [
+        (host, running.filter(Q(source_host=host) | Q(target_host=host)).count()) for host in hosts
+    ]
+    return [(host, count) for host, count in counts if count >= settings.HOST_MAX_OPERATIONS]
 
 
 def finish(
