@@ -64,6 +64,8 @@ from _common import (
 )
 from _common import print_table as _print_table
 
+from tests.lab_tools import memory_mb, start_memory_churn
+
 
 def print_table(headers: list[str], rows: list) -> None:
     if rows:
@@ -100,11 +102,6 @@ def lxc_local(lab_host: dict, *args: str, check: bool = True, timeout: float = 1
 def status_on(lab_host: dict, name: str) -> str | None:
     listing = json.loads(lxc_local(lab_host, "list", "--format", "json", name).stdout)
     return next((item["status"] for item in listing if item["name"] == name), None)
-
-
-def memory_mb(lab_host: dict, name: str) -> float:
-    state = json.loads(lxc_local(lab_host, "query", f"/1.0/instances/{name}/state").stdout)
-    return state["memory"]["usage"] / 2**20
 
 
 def frozen_in_dump_log(lab_host: dict, name: str, since: float) -> float | None:
@@ -341,26 +338,6 @@ def launch(lab_host: dict, name: str) -> None:
     time.sleep(3)
 
 
-def start_memory_churn(lab_host: dict, name: str, strings: int) -> float:
-    """One long-running busybox awk that keeps ~`strings` KB of strings and rewrites all of
-    them in a loop: anonymous memory of one process that never forks (a dd loop would fork
-    a child per pass, which LAB.md says makes dumps fail with zombies). `setsid`: a process
-    started by `lxc exec` is in a session whose leader is outside the container's pid
-    namespace, and CRIU refuses to dump it ("A session leader of ... is outside of its pid
-    namespace")."""
-    program = (f"BEGIN{{n={strings}; s=sprintf(\"%1000s\",\"\"); for(i=0;i<n;i++) a[i]=s i; "
-               "t=0; while(1){t++; for(i=0;i<n;i++) a[i]=s t i}}")  # fmt: skip
-    lxc_local(lab_host, "exec", name, "--", "sh", "-c",
-              f"setsid awk '{program}' </dev/null >/dev/null 2>&1 &")  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        usage = memory_mb(lab_host, name)
-        if usage >= 100:
-            return usage
-        time.sleep(1)
-    raise RuntimeError(f"the memory workload reached only {usage:.0f} MiB")
-
-
 def awk_pid(lab_host: dict, name: str) -> str:
     return lxc_local(lab_host, "exec", name, "--", "pidof", "awk", check=False).stdout.strip()
 
@@ -389,7 +366,7 @@ def main() -> None:
     tag = uuid.uuid4().hex[:6]
     small = {"base": f"benchm-{tag}", "name": f"benchm-{tag}", "host": H1}
     big = {"base": f"benchm-mem-{tag}", "name": f"benchm-mem-{tag}", "host": H1,
-           "setup": lambda host, name: start_memory_churn(host, name, strings=60000)}  # fmt: skip
+           "setup": lambda host, name: start_memory_churn(host, name, megabytes=100)}  # fmt: skip
     for where in (small, big):
         where["used"] = [where["name"]]
     services: list[subprocess.Popen] = []

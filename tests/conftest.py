@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -99,6 +103,45 @@ def start_celery_worker(name: str) -> subprocess.Popen:
              "--without-gossip", "--without-mingle"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
+
+
+@contextlib.contextmanager
+def session_worker_paused():
+    """The session worker takes no new jobs inside the block (what it runs carries on)."""
+    celery_app.control.cancel_consumer("panel", destination=[SESSION_WORKER], reply=True)
+    try:
+        yield
+    finally:
+        # Broadcasts are not queued: after a broker restart, ask until the worker, back on
+        # the broker, says it took the queue again, or the rest of the suite would starve.
+        wait_for(
+            lambda: celery_app.control.add_consumer(
+                "panel", destination=[SESSION_WORKER], reply=True, timeout=1
+            ),
+            timeout=90,
+            interval=0.5,
+            what="the session worker to take jobs again",
+        )
+
+
+@contextlib.contextmanager
+def doomed_worker(label: str):
+    """Hand the panel's jobs to a fresh worker a fault test may kill, the session worker
+    paused meanwhile (the doomed worker is killed on the way out if the test did not)."""
+    name = f"{label}-{os.getpid()}@localhost"
+    with session_worker_paused():
+        worker = start_celery_worker(name)
+        try:
+            wait_for(
+                lambda: celery_app.control.ping(destination=[name], timeout=0.5),
+                timeout=60,
+                what=f"the worker {name}",
+            )
+            yield worker
+        finally:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait(timeout=30)
 
 
 @pytest.fixture(scope="session")
@@ -203,3 +246,51 @@ def untrusted_panel(lab):
     yield
     for lab_host in lab["hosts"]:
         untrust_certificate(lab_host, cert_path)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (our own server)
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def panel_url(django_db_setup, django_db_blocker) -> str:
+    """gunicorn serving the panel on a free port, writing to the test database as the worker does.
+
+    Tests that use it need `@pytest.mark.django_db(transaction=True)` so what they create is
+    committed where the server can read it.
+    """
+    database = settings.DATABASES["default"]
+    port = free_port()
+    env = {**os.environ, "PANEL_ALLOWED_HOSTS": "127.0.0.1"}
+    if database["ENGINE"].endswith("sqlite3"):
+        env["PANEL_DATABASE_URL"] = f"sqlite:///{database['NAME']}"
+    log_path = Path(settings.DATA_DIR) / "log" / "test-gunicorn.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [str(gunicorn), "panel.wsgi", "--bind", f"127.0.0.1:{port}",
+             "--workers", "2", "--threads", "4", "--access-logfile", "-"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: answers(f"{url}/healthz"), timeout=30, interval=0.3,
+                 what=f"gunicorn to answer on {url} (log: {log_path})")  # fmt: skip
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()

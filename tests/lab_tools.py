@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -132,3 +133,29 @@ def running_counter(lab: dict, lab_host: dict, prefix: str, at_least: int = 3):
         for host in lab["hosts"]:
             set_criu(host, "fixed")
             lxc(host, "delete", "--force", name, check=False)
+
+
+def memory_mb(lab_host: dict, name: str) -> float:
+    state = json.loads(lxc(lab_host, "query", f"/1.0/instances/{name}/state"))
+    return state["memory"]["usage"] / 2**20
+
+
+def start_memory_churn(lab_host: dict, name: str, megabytes: int = 100) -> float:
+    """One long-running busybox awk that keeps ~`megabytes` MB of strings and rewrites all of
+    them in a loop: anonymous memory of one process that never forks (a dd loop would fork
+    a child per pass, which LAB.md says makes dumps fail with zombies). `setsid`: a process
+    started by `lxc exec` is in a session whose leader is outside the container's pid
+    namespace, and CRIU refuses to dump it ("A session leader of ... is outside of its pid
+    namespace")."""
+    strings = megabytes * 600  # ~1 KB each, plus awk's overhead per string
+    program = (f"BEGIN{{n={strings}; s=sprintf(\"%1000s\",\"\"); for(i=0;i<n;i++) a[i]=s i; "
+               "t=0; while(1){t++; for(i=0;i<n;i++) a[i]=s t i}}")  # fmt: skip
+    lxc(lab_host, "exec", name, "--", "sh", "-c",
+        f"setsid awk '{program}' </dev/null >/dev/null 2>&1 &")  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        usage = memory_mb(lab_host, name)
+        if usage >= megabytes:
+            return usage
+        time.sleep(1)
+    raise RuntimeError(f"the memory workload reached only {usage:.0f} MiB")

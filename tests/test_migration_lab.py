@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from panel.models import Host, Instance, Operation
-from tests.conftest import SESSION_WORKER, start_celery_worker, wait_for
+from tests.conftest import doomed_worker, wait_for
 from tests.lab_tools import (
     enroll,
     instance_status,
@@ -25,7 +25,6 @@ from tests.lab_tools import (
     set_criu,
 )
 from workers.bundles import probe
-from workers.celery import app as celery_app
 from workers.hosts import sync
 from workers.reconciler import lxd_still_working, reconcile
 
@@ -202,17 +201,7 @@ def test_a_worker_killed_during_a_live_migration_is_reconciled_with_the_truth(
     LXD finishes alone; the reconciler must end the operation saying where the container
     is, and the copy left behind must be removable with one click."""
     boot = read_boot_id(lab["hosts"][0], counter.name)
-    session_worker = SESSION_WORKER
-    celery_app.control.cancel_consumer("panel", destination=[session_worker], reply=True)
-    doomed = start_celery_worker(f"doomed-{os.getpid()}@localhost")
-    try:
-        wait_for(
-            lambda: celery_app.control.ping(
-                destination=[f"doomed-{os.getpid()}@localhost"], timeout=0.5
-            ),
-            timeout=60,
-            what="the doomed worker",
-        )
+    with doomed_worker("doomed") as doomed:
         response = admin_client.post(
             f"/containers/{counter.pk}/migrate/", {"target": fleet[1].pk, "strategy": "live"}
         )
@@ -225,8 +214,6 @@ def test_a_worker_killed_during_a_live_migration_is_reconciled_with_the_truth(
         time.sleep(2)  # the container is frozen now, in the middle of the migration
         os.killpg(doomed.pid, signal.SIGKILL)
         doomed.wait(timeout=30)
-    finally:
-        celery_app.control.add_consumer("panel", destination=[session_worker], reply=True)
     operation = Operation.objects.get(pk=pk)
     assert operation.status == Operation.Status.RUNNING  # nobody ended it: the worker is dead
     wait_for(lambda: not lxd_still_working(operation), timeout=120, what="LXD to finish alone")

@@ -86,19 +86,25 @@ def api_items(side: Side, versions: dict, redactor: bundles.Redactor) -> list[bu
     """What LXD's API gives for one host: `lxc info`, and the container's info, expanded
     config, log files and (when it runs) its mountinfo."""
     host, name, target = side.host.name, side.container, target_for(side.host)
+    prefix = f"{host}/{bundles.member_name(name)}"
     # Config values are masked while still structured (a YAML block value spans lines), and
     # the redactor learns them to remove them from every other item too.
     try:
         info = lxd.bundle_server_info(target)
     except lxd.LXDError as error:
-        return [bundles.missing(f"{host}/lxc-info.yaml", host, "LXD API: GET /1.0", str(error))]
+        # LXD does not answer (stopped, killed, unreachable): every API item is missing, each
+        # named, so the report says exactly what a maintainer will not find.
+        why = str(error)
+        return [bundles.missing(f"{host}/lxc-info.yaml", host, "LXD API: GET /1.0", why)] + [
+            bundles.missing(f"{prefix}/{what}", host, f"LXD API: {source}", why)
+            for what, source in INSTANCE_API_ITEMS
+        ]
     environment = info.get("environment", {})
     versions[host] = {"lxd": environment.get("server_version", "?"),
                       "kernel": environment.get("kernel_version", "?")}  # fmt: skip
     counts: Counter = Counter()
     info["config"] = redactor.config(info.get("config", {}), counts)
     items = [as_yaml(f"{host}/lxc-info.yaml", host, "LXD API: GET /1.0 (lxc info)", info, counts)]
-    prefix = f"{host}/{bundles.member_name(name)}"
     try:
         instance = lxd.bundle_instance(target, name)
     except lxd.LXDError as error:

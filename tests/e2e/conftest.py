@@ -5,15 +5,10 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import subprocess
-import sys
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from django.conf import settings
 
 from tests.conftest import ROOT, wait_for
 
@@ -32,54 +27,6 @@ SCREENSHOTS = ROOT / "docs" / "screenshots"
 VIEWPORT = {"width": 1280, "height": 800}
 ENDED = re.compile(r"^(Succeeded|Failed|Cancelled|Interrupted)$")
 PASSWORD = "s3cret-pass-word"  # the admin_user persona's, from tests/conftest.py
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (our own server)
-            return response.status == 200
-    except OSError:
-        return False
-
-
-@pytest.fixture(scope="session")
-def panel_url(django_db_setup, django_db_blocker) -> str:
-    """gunicorn serving the panel on a free port, writing to the test database as the worker does.
-
-    Tests that use it need `@pytest.mark.django_db(transaction=True)` so what they create is
-    committed where the server can read it.
-    """
-    database = settings.DATABASES["default"]
-    port = free_port()
-    env = {**os.environ, "PANEL_ALLOWED_HOSTS": "127.0.0.1"}
-    if database["ENGINE"].endswith("sqlite3"):
-        env["PANEL_DATABASE_URL"] = f"sqlite:///{database['NAME']}"
-    log_path = Path(settings.DATA_DIR) / "log" / "test-gunicorn.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    gunicorn = Path(sys.executable).parent / "gunicorn"
-    with log_path.open("w") as log:
-        server = subprocess.Popen(
-            [str(gunicorn), "panel.wsgi", "--bind", f"127.0.0.1:{port}",
-             "--workers", "2", "--threads", "4", "--access-logfile", "-"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: answers(f"{url}/healthz"), timeout=30, interval=0.3,
-                 what=f"gunicorn to answer on {url} (log: {log_path})")  # fmt: skip
-        yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 @pytest.fixture(scope="session")
