@@ -108,3 +108,16 @@ def test_the_reconciler_leaves_a_waiting_operation_alone_but_not_a_forgotten_one
     waiting.refresh_from_db(), forgotten.refresh_from_db()
     assert "requeued" not in waiting.params
     assert forgotten.params["requeued"] and forgotten.heartbeat_at is None
+
+
+def test_the_operation_page_says_it_waits_for_a_slot_and_not_for_a_worker(viewer_client):
+    host = make_host("h1")
+    operation(host, "c1", status="running")
+    operation(host, "c2", status="running")
+    waiting = operation(host, "c3")
+    claim_operation(waiting.pk)
+
+    page = viewer_client.get(f"/operations/{waiting.pk}/").content.decode()
+    assert "Waiting for a free slot: h1 runs 2 (limit 2 per host); it starts by itself." in page
+    assert "waiting for a free slot on its host" in page
+    assert "LXD: Waiting" not in page  # the panel's words, not LXD's
