@@ -21,8 +21,8 @@ Downtime is given by three measures, named wherever they appear:
 - "CRIU frozen": the interval in the source's migration_dump log from freezing the cgroup to
   "Unfreezing tasks" (the parser is workers.migrations' own). Live migrations only.
 - "panel downtime": Operation.downtime_seconds, the panel's own figure (live: first Frozen
-  sample of the source to the target's operation ending; checkpoint-move-restore: stateful
-  stop requested to the target's start succeeding).
+  sample of the source to the first sample of the container Running on the target;
+  checkpoint-move-restore: stateful stop requested to the target's start succeeding).
 - "sampled": this script's own 10 Hz sampler, the same for every run of either side: the
   first source sample that is Frozen, Stopped or gone, to the first target sample Running.
 
@@ -32,10 +32,12 @@ the other host, until each of panel live and `lxc move` has `--pairs` successful
 k-th successful ones are paired (see pairs_of()). A failed migration is recorded, its stuck
 dump killed, and a fresh container launched in its place. LXD 5.0.2's `lxc move` ends with
 "Failed to delete original instance after copying it: ... busy running a stop operation" and
-leaves a STOPPED source copy: the command is timed as it ran, then the leftover is recorded
-and deleted outside the timing. Every container is named `benchm-*` and deleted at the end,
-stuck CRIU dumps are killed by PID, and the panel's and the CLI's client certificates are
-removed from both hosts' trust stores. Prints figures; asserts nothing about them.
+leaves a STOPPED source copy: the command is timed as it ran ("wall"), and also until that
+copy is deleted by `lxc delete h1:c`, retried every 50 ms while LXD is still busy stopping it
+("lxc + delete"), the end state the panel reaches by itself. Every container is named
+`benchm-*` and deleted at the end, stuck CRIU dumps are killed by PID, and the panel's and
+the CLI's client certificates are removed from both hosts' trust stores. Prints figures;
+asserts nothing about them.
 """
 
 from __future__ import annotations
@@ -242,6 +244,7 @@ class Bench:
             "side": f"panel {strategy}", "source": source["name"], "target": target["name"],
             "ok": ok, "wall": click, "total": result.get("total_seconds"),
             "downtime": operation.downtime_seconds, "frozen": result.get("criu_frozen_seconds"),
+            "observed": result.get("observed_downtime_seconds"),
             "sampled": sampled, "leftover": "",
             "note": "" if ok else f"{operation.outcome} | {operation.error[:300]}",
         }  # fmt: skip
@@ -261,19 +264,29 @@ class Bench:
             timeout=240,  # a normal one takes about 12 s; a stuck one never ends
         )  # fmt: skip
         wall = time.perf_counter() - started
-        sampled = sampler.finish()
-        frozen = frozen_in_dump_log(source, name, since)  # before the leftover goes
-        left = status_on(source, name)
-        ok = status_on(target, name) == "Running"
-        if ok and left is not None:  # outside the timing
-            for _ in range(30):
-                if lxc_local(source, "delete", name, check=False).returncode == 0:
+        from panel import lxd
+
+        frozen = frozen_in_dump_log(source, name, since)  # before the leftover goes (a file read)
+        left = lxd.instance_status(self.targets[source["name"]], name)
+        # Like for like: the panel ends with the source copy deleted; `lxc move` leaves it
+        # behind, and a user finishes the job with `lxc delete`, retried while LXD is busy.
+        finished = None
+        if left is not None:
+            while time.perf_counter() - started < wall + 30:
+                delete = subprocess.run(["lxc", "delete", f"{origin}:{name}"],
+                                        env={**os.environ, "LXD_CONF": str(self.lxd_conf)},
+                                        capture_output=True, timeout=60)  # fmt: skip
+                if delete.returncode == 0:
+                    finished = time.perf_counter() - started
                     break
-                time.sleep(1)
+                time.sleep(0.05)
+        sampled = sampler.finish()
+        ok = status_on(target, name) == "Running"
         error = command.stderr.strip().splitlines()[-1] if command.returncode else ""
         return {
             "side": "lxc move", "source": source["name"], "target": target["name"], "ok": ok,
             "wall": wall, "total": None, "downtime": None, "frozen": frozen, "sampled": sampled,
+            "wall_deleted": finished or wall,
             "leftover": f"{left} source copy" if left else "none", "rc": command.returncode,
             "note": error if not ok else "", "stderr": error, "phases": {},
         }  # fmt: skip
@@ -461,8 +474,9 @@ def pairs_of(rows: list[dict]) -> list[dict]:
             "live_sampled": ratio(live["sampled"], move["sampled"]),
             "wall": ratio(live["wall"], move["wall"]),
             "total": ratio(live["total"], move["wall"]),
-            "criu_gap": ratio(abs(live["downtime"] - live["frozen"]), live["frozen"])
-            if live["downtime"] is not None and live["frozen"] else None,
+            "like_for_like": ratio(live["wall"], move["wall_deleted"]),
+            "criu_gap": ratio(abs(live["observed"] - live["frozen"]), live["frozen"])
+            if live.get("observed") is not None and live["frozen"] else None,
         })  # fmt: skip
     return pairs
 
@@ -488,10 +502,10 @@ def report_pairs(rows: list[dict]) -> None:
           "script's 10 Hz sampler. Seconds.\n")  # fmt: skip
     print_table(
         ["run", "side", "direction", "ok", "wall", "total", "downtime", "CRIU frozen", "sampled",
-         "lxc leftover"],
+         "lxc leftover", "lxc + delete"],
         [(r["label"], r["side"], f"{r['source']}→{r['target']}", "yes" if r["ok"] else "NO",
           fmt(r["wall"]), fmt(r["total"]), fmt(r["downtime"]), fmt(r["frozen"]),
-          fmt(r["sampled"]), r["leftover"]) for r in rows],
+          fmt(r["sampled"]), r["leftover"], fmt(r.get("wall_deleted"))) for r in rows],
     )  # fmt: skip
     pairs = pairs_of(rows)
     print(
@@ -501,19 +515,25 @@ def report_pairs(rows: list[dict]) -> None:
     print_table(
         ["pair", "CMR downtime / lxc (frozen)", "CMR sampled / lxc sampled",
          "live downtime / lxc (frozen)", "live sampled / lxc sampled",
-         "live click→done / lxc", "live total_seconds / lxc", "|live downtime - frozen| / frozen"],
+         "live click→done / lxc", "live total_seconds / lxc",
+         "live click→done / (lxc + delete)", "|live observed - frozen| / frozen"],
         [(p["label"], " ".join(fmt(v) for v in p["cmr_frozen"]),
           " ".join(fmt(v) for v in p["cmr_sampled"]), fmt(p["live_frozen"]),
-          fmt(p["live_sampled"]), fmt(p["wall"]), fmt(p["total"]),
+          fmt(p["live_sampled"]), fmt(p["wall"]), fmt(p["total"]), fmt(p["like_for_like"]),
           fmt(None if p["criu_gap"] is None else 100 * p["criu_gap"], 1) + " %")
          for p in pairs],
     )  # fmt: skip
     flat = lambda key: [v for p in pairs for v in p[key]]  # noqa: E731
     pick = lambda key: [p[key] for p in pairs]  # noqa: E731
-    gaps = [ratio(abs(r["downtime"] - r["frozen"]), r["frozen"]) for r in rows
-            if r["side"] == "panel live" and r["ok"] and r["downtime"] is not None
+    # The panel shows CRIU's frozen interval as a live migration's downtime when it has the
+    # log; what is compared here is its own independent observation from LXD's states.
+    gaps = [ratio(abs(r["observed"] - r["frozen"]), r["frozen"]) for r in rows
+            if r["side"] == "panel live" and r["ok"] and r.get("observed") is not None
             and r["frozen"]]  # fmt: skip
     worst = max(gaps) if gaps else None
+    shown = [ratio(abs(r["downtime"] - r["frozen"]), r["frozen"]) for r in rows
+             if r["side"] == "panel live" and r["ok"] and r["downtime"] is not None
+             and r["frozen"]]  # fmt: skip
     print(f"Medians over {len(pairs)} pairs, against the targets\n")
     print_table(
         ["figure", "median", "target", "verdict"],
@@ -529,7 +549,16 @@ def report_pairs(rows: list[dict]) -> None:
           "≤ 1.05", verdict(median(pick("wall")), 1.05)),
          ("total time ratio, panel live total_seconds / lxc move", fmt(median(pick("total")), 3),
           "≤ 1.05", verdict(median(pick("total")), 1.05)),
-         ("|panel live downtime - CRIU frozen| / frozen, worst of all live runs",
+         ("total time ratio, panel live click→done / lxc move + lxc delete of its leftover",
+          fmt(median(pick("like_for_like")), 3), "≤ 1.05",
+          verdict(median(pick("like_for_like")), 1.05)),
+         ("|panel live downtime shown - CRIU frozen| / frozen, worst of all live runs",
+          fmt(None if not shown else 100 * max(shown), 1) + " %", "≤ 10 %",
+          verdict(max(shown) if shown else None, 0.10)),
+         ("|panel's observed downtime - CRIU frozen| / frozen, median of all live runs",
+          fmt(None if not gaps else 100 * median(gaps), 1) + " %", "≤ 10 %",
+          verdict(median(gaps) if gaps else None, 0.10)),
+         ("|panel's observed downtime - CRIU frozen| / frozen, worst of all live runs",
           fmt(None if worst is None else 100 * worst, 1) + " %", "≤ 10 %", verdict(worst, 0.10))],
     )  # fmt: skip
     print("Medians per side over successful runs (seconds); runs ok / runs\n")

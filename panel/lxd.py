@@ -40,6 +40,11 @@ class LXDError(Exception):
     """Anything that went wrong talking to LXD, said in words a person can act on."""
 
 
+class LXDUnreachable(LXDError):
+    """LXD did not answer at all (connection refused or reset, timeout, TLS failure): what
+    it did with an earlier request is unknown until it answers again."""
+
+
 @dataclass(frozen=True)
 class Target:
     """How to reach one LXD server: a unix socket path, or an HTTPS URL plus the server
@@ -66,7 +71,9 @@ def connect(target: Target) -> pylxd.Client:
     try:
         if target.is_unix_socket:
             if not Path(target.endpoint).exists():
-                raise LXDError(f"No LXD socket at {target.endpoint}: is the LXD daemon running?")
+                raise LXDUnreachable(
+                    f"No LXD socket at {target.endpoint}: is the LXD daemon running?"
+                )
             return pylxd.Client(endpoint=target.endpoint, timeout=target.timeout)
         return pylxd.Client(
             endpoint=target.endpoint,
@@ -77,7 +84,7 @@ def connect(target: Target) -> pylxd.Client:
     except LXDError:
         raise
     except Exception as error:  # pylxd raises many kinds; all end here with words
-        raise LXDError(describe(error, target.endpoint)) from error
+        raise lxd_error(error, target.endpoint) from error
 
 
 # Operations make many small calls in a row (start, poll, verify); a new client costs a TLS
@@ -271,7 +278,7 @@ def trust(target: Target, secret: str) -> None:
             "and may expire), then try again."
         ) from error
     except Exception as error:
-        raise LXDError(describe(error, target.endpoint)) from error
+        raise lxd_error(error, target.endpoint) from error
     if not connect(target).trusted:
         raise LXDError(
             f"{target.endpoint} accepted the request but still does not trust the panel."
@@ -346,7 +353,7 @@ def _raw_get(client: pylxd.Client, path: str, recursion: int = 0, is_api: bool =
     try:
         response = node.get(params={"recursion": recursion} if recursion else None, is_api=is_api)
     except Exception as error:
-        raise LXDError(describe(error, client.api._api_endpoint)) from error
+        raise lxd_error(error, client.api._api_endpoint) from error
     return response
 
 
@@ -374,6 +381,14 @@ def _pinned_certificate_file(pem: str) -> Path:
     if not path.exists():
         path.write_text(pem)
     return path
+
+
+def lxd_error(error: BaseException, endpoint: str) -> LXDError:
+    """The LXDError for any pylxd/requests/ssl error, unreachable or not, in plain words."""
+    unreachable = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ssl.SSLError,
+                   ClientConnectionFailed)  # fmt: skip
+    kind = LXDUnreachable if isinstance(error, unreachable) else LXDError
+    return kind(describe(error, endpoint))
 
 
 def describe(error: BaseException, endpoint: str) -> str:
@@ -472,7 +487,7 @@ def _read_operation(target: Target, operation_id: str, wait_seconds: int | None)
         return None
     except Exception as error:
         forget_client(target)
-        raise LXDError(describe(error, target.endpoint)) from error
+        raise lxd_error(error, target.endpoint) from error
     return _operation_state(response.json()["metadata"])
 
 
@@ -482,7 +497,7 @@ def cancel_operation(target: Target, operation_id: str) -> None:
         client.api.operations[operation_id].delete()
     except Exception as error:
         forget_client(target)
-        raise LXDError(describe(error, target.endpoint)) from error
+        raise lxd_error(error, target.endpoint) from error
 
 
 def instance_summary(target: Target, name: str) -> dict | None:
@@ -520,7 +535,7 @@ def _start(target: Target, method: str, path: str, body: dict | None) -> str:
         response = getattr(node, method)(json=body) if body is not None else node.delete()
     except Exception as error:
         forget_client(target)
-        raise LXDError(describe(error, target.endpoint)) from error
+        raise lxd_error(error, target.endpoint) from error
     operation = response.json().get("operation", "")
     if not operation:
         raise LXDError(f"{target.endpoint} did not start a background operation for {path}.")
@@ -618,7 +633,7 @@ def _post_operation(target: Target, path: str, body: dict) -> dict:
         response = node.post(json=body)
     except Exception as error:
         forget_client(target)
-        raise LXDError(describe(error, target.endpoint)) from error
+        raise lxd_error(error, target.endpoint) from error
     return response.json()["metadata"]
 
 
@@ -632,7 +647,7 @@ def bundle_server_info(target: Target) -> dict:
         return client.api.get().json()["metadata"]
     except Exception as error:
         forget_client(target)
-        raise LXDError(describe(error, target.endpoint)) from error
+        raise lxd_error(error, target.endpoint) from error
 
 
 def bundle_instance(target: Target, name: str) -> dict | None:

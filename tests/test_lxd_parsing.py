@@ -5,9 +5,12 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import ssl
 from pathlib import Path
 
 import pytest
+import requests
+from pylxd.exceptions import LXDAPIException
 
 from panel import lxd
 
@@ -85,3 +88,25 @@ def test_the_client_certificate_is_made_once_with_a_private_key(tmp_path):
     assert oct((tmp_path / "client" / "client.key").stat().st_mode & 0o777) == "0o600"
     assert oct((tmp_path / "client").stat().st_mode & 0o777) == "0o700"
     assert len(lxd.certificate_fingerprint(Path(cert).read_text())) == 64
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        requests.exceptions.ConnectionError("Connection refused"),
+        requests.exceptions.ReadTimeout("read timed out"),
+        ssl.SSLError("bad record"),
+    ],
+)
+def test_errors_where_lxd_did_not_answer_are_told_apart(error):
+    made = lxd.lxd_error(error, "https://10.0.0.1:8443")
+    assert isinstance(made, lxd.LXDUnreachable)
+    assert "https://10.0.0.1:8443" in str(made)
+
+
+def test_a_refusal_by_lxd_is_not_lost_contact():
+    response = requests.Response()
+    response.status_code, response._content = 400, b'{"error": "Instance is busy"}'
+    made = lxd.lxd_error(LXDAPIException(response), "https://10.0.0.1:8443")
+    assert isinstance(made, lxd.LXDError) and not isinstance(made, lxd.LXDUnreachable)
+    assert str(made).startswith("LXD at https://10.0.0.1:8443 refused the request")

@@ -63,7 +63,7 @@ def run(operation_id: int, work: Callable[[Operation], str], task: Task) -> Oper
         )
     except OperationCancelled as cancelled:
         finish(operation, Operation.Status.CANCELLED, str(cancelled))
-    except lxd.LXDError as error:
+    except lxd.LXDUnreachable as error:
         finish(
             operation,
             Operation.Status.FAILED,
@@ -73,6 +73,14 @@ def run(operation_id: int, work: Callable[[Operation], str], task: Task) -> Oper
             "at its next sync, and its page shows the truth.",
             str(error),
             "unknown: LXD did not answer",
+        )
+    except lxd.LXDError as error:
+        finish(
+            operation,
+            Operation.Status.FAILED,
+            "LXD refused a request of this operation; the container was left as LXD has it "
+            "(see its page). LXD's words are below.",
+            str(error),
         )
     except Exception as error:
         logger.exception("operation %s crashed", operation_id)
