@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -264,7 +265,14 @@ def test_an_lxd_daemon_killed_during_an_operation_fails_it_clearly(
             assert by_name["host1/dmesg.txt"]["status"] == "collected"  # the agent still answers
             assert "missing" in bundle.report
         finally:
-            subprocess.run(["python3", str(ROOT / "lab" / "lab.py"), "up"], check=True)
+            lab_py = str(ROOT / "lab" / "lab.py")
+            subprocess.run(["python3", lab_py, "up"], check=True)
+            # The agent still lives in the dead daemon's mount namespace: start it in the new one.
+            subprocess.run(
+                ["python3", lab_py, "agents", "start", "--host", host1["name"],
+                 "--python", sys.executable, "--redis-url", settings.CELERY_BROKER_URL],
+                check=True,
+            )  # fmt: skip
         sync(fleet[0])
         fleet[0].refresh_from_db()
         assert fleet[0].status == Host.Status.ONLINE
