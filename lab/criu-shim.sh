@@ -79,12 +79,17 @@ if [ "$action" = restore ]; then
 	set -- "$@" --mntns-compat-mode --ext-mount-map console:/dev/null
 	# 5. The images directory is root's 0700, but CRIU 4.1.1 sometimes opens timens-N.img
 	#    from the restored init after it took the container's mapped uid (a race: seen under
-	#    load, about 1 restore in 20 with two restores at once) and then fails with
+	#    load, about 1 restore in 11 with three restores at once) and then fails with
 	#    "Unable to open timens-N.img: Permission denied". The image files are already 0644;
-	#    let the mapped root search the directory too. The container directory above it is
-	#    d--x------ and owned by the mapped root, so no other host user gains access.
+	#    let the mapped root search the directory too. LXD 5.0.2 restores snapshots, saved
+	#    state and migrations from /var/lib/lxd/containers/<name>/state, whose parent is
+	#    d--x------ and owned by the mapped root, so no other host user gains access; where
+	#    the parent lets others in (another LXD's layout), leave the directory alone.
 	if [ -n "$images_dir" ] && [ -d "$images_dir" ]; then
-		chmod o+x -- "$images_dir" 2>/dev/null || true
+		parent_mode=$(stat -c %a -- "$(dirname -- "$images_dir")" 2>/dev/null || echo 7)
+		case "$parent_mode" in
+		*0) chmod o+x -- "$images_dir" 2>/dev/null || true ;;
+		esac
 	fi
 fi
 

@@ -1,7 +1,7 @@
 """When the job queue (Redis) does not answer.
 
 Operations are rows first and jobs second: an operation whose job could not be sent stays
-pending, says so on its page, and the reconciler sends it again once Redis is back. Any
+pending, says so on its page, and the reconciler sends it again later (docs/operations.md). Any
 other request that needed the queue (a sync button, a bundle) is answered 503 with what to
 do, instead of a bare server error.
 """

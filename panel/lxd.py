@@ -16,6 +16,7 @@ import json
 import os
 import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,21 +92,37 @@ def connect(target: Target) -> pylxd.Client:
 # handshake and a GET /1.0 each time, about 30 ms here, so they reuse one for a short while.
 # Facts and trust always use a fresh client (they need LXD's current answer to GET /1.0).
 CLIENT_REUSE_SECONDS = 30.0
-_reused_clients: dict[Target, tuple[float, pylxd.Client]] = {}
+# Per thread: a migration's clean-up polls the source from one thread while another waits on
+# its LXD operation, and a requests session is not promised to be thread-safe.
+_per_thread = threading.local()
+
+
+def _reused_clients() -> dict[Target, tuple[float, pylxd.Client]]:
+    return _per_thread.__dict__.setdefault("clients", {})
+
+
+def lend_clients() -> dict:
+    """This thread's clients, for helper threads that work while this one only waits, each on
+    other hosts (`borrow_clients`): they then skip a TLS handshake each."""
+    return _reused_clients()
+
+
+def borrow_clients(clients: dict) -> None:
+    _per_thread.clients = clients
 
 
 def reused_client(target: Target) -> pylxd.Client:
-    cached = _reused_clients.get(target)
+    cached = _reused_clients().get(target)
     if cached is not None and time.monotonic() - cached[0] < CLIENT_REUSE_SECONDS:
         return cached[1]
     client = connect(target)
-    _reused_clients[target] = (time.monotonic(), client)
+    _reused_clients()[target] = (time.monotonic(), client)
     return client
 
 
 def forget_client(target: Target) -> None:
     """After any failure, start the next call on a fresh connection."""
-    _reused_clients.pop(target, None)
+    _reused_clients().pop(target, None)
 
 
 def server_facts(target: Target) -> dict:

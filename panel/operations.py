@@ -74,7 +74,8 @@ def send(operation: Operation) -> None:
         minutes = settings.RECONCILE_SILENT_SECONDS // 60 + 1
         operation.log(
             f"The job queue (Redis at {broker_address()}) did not answer, so no worker has "
-            f"this yet. It stays queued: the panel sends it again about {minutes} minutes "
-            "after Redis is back. Cancel it if it should not run later.",
+            f"this yet. It stays queued: the panel sends it again by itself, about {minutes} "
+            "minutes after it was asked, or within a minute of Redis coming back if that is "
+            "later. Cancel it if it should not run then.",
             "queued",
         )

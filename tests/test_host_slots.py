@@ -121,3 +121,38 @@ def test_the_operation_page_says_it_waits_for_a_slot_and_not_for_a_worker(viewer
     assert "Waiting for a free slot: h1 runs 2 (limit 2 per host); it starts by itself." in page
     assert "waiting for a free slot on its host" in page
     assert "LXD: Waiting" not in page  # the panel's words, not LXD's
+
+
+def test_first_come_first_served_when_a_slot_frees():
+    host = make_host("h1")
+    operation(host, "c1", status="running")
+    earlier = timezone.now() - dt.timedelta(seconds=5)
+    first = operation(host, "c2", queued_at=earlier, stage="waiting for host",
+                      heartbeat_at=timezone.now())  # fmt: skip
+    later = operation(host, "c3")
+
+    assert claim_operation(later.pk) == HOST_BUSY  # a slot is free, but #first was first
+    later.refresh_from_db()
+    assert f"operation #{first.pk}, asked earlier for the same host, goes first" in (
+        later.progress_text
+    )
+    assert claim_operation(first.pk) == CLAIMED
+
+
+def test_a_waiter_whose_worker_stopped_looking_does_not_block_the_queue():
+    host = make_host("h1")
+    long_ago = timezone.now() - dt.timedelta(hours=1)
+    operation(host, "c1", queued_at=long_ago, stage="waiting for host", heartbeat_at=long_ago)
+    assert claim_operation(operation(host, "c2").pk) == CLAIMED
+
+
+def test_a_waiter_behind_long_operations_that_still_report_is_not_forgotten():
+    host = make_host("h1")
+    long_ago = timezone.now() - dt.timedelta(hours=1)
+    operation(host, "c1", status="running", heartbeat_at=timezone.now())
+    waiting = operation(host, "c2", queued_at=long_ago, stage="waiting for host",
+                        heartbeat_at=long_ago)  # fmt: skip
+
+    assert reconcile() == []
+    waiting.refresh_from_db()
+    assert "requeued" not in waiting.params  # no worker process was free: it just waits

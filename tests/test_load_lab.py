@@ -78,6 +78,7 @@ class WebProbe(threading.Thread):
             time.sleep(0.1)
 
     def figures(self) -> str:
+        assert self.timings, "the web probe made no request at all"
         ms = sorted(t * 1000 for t in self.timings)
         p95 = ms[int(len(ms) * 0.95) - 1]
         return (f"{len(ms)} requests, median {statistics.median(ms):.0f} ms, "

@@ -10,10 +10,13 @@ Strategies for a RUNNING container:
 - cold: stop, move, start (the processes restart).
 A stopped container is simply moved ("stopped").
 
-Downtime is observed, not estimated: CRIU freezes the container's cgroup to seize its tasks
-(LXD reports "Frozen" for that moment, then "Running" again while the tasks stay stopped under
-ptrace), so the first Frozen sample marks the start; the target reporting success marks the
-end. The dump log's freezer interval, read afterwards, is kept beside it as a cross-check.
+Downtime of a live migration comes from CRIU's dump log: freezing the cgroup to "Unfreezing
+tasks", which CRIU does only once LXD's post-dump action script returns, after the target has
+restored. The panel's own observation is kept beside it as a cross-check: CRIU freezes the
+cgroup to seize the tasks (LXD reports Freezing, then Frozen, then Running again while they
+stay stopped under ptrace), so the first Freezing or Frozen sample marks the start, and the
+first sample of the container Running on the target the end. Without the log (a missed
+fetch), the observation is the figure; for the other strategies it is always observed.
 """
 
 from __future__ import annotations
@@ -60,12 +63,16 @@ def gather_checks(operation: Operation) -> tuple[list, dict]:
     """The pre-flight checks, and the container's definition read for them. Both hosts are
     asked at once (a dozen requests each): this runs at the start of every migration."""
 
+    clients = lxd.lend_clients()  # each helper asks one host; this thread only waits
+
     def ask_source() -> tuple[Side, dict]:
+        lxd.borrow_clients(clients)
         side, target = side_of(operation.source_host)
         usable = side.reachable and side.trusted
         return side, lxd.instance_definition(target, operation.instance_name) if usable else {}
 
     def ask_target() -> tuple[Side, bool]:
+        lxd.borrow_clients(clients)
         side, target = side_of(operation.target_host)
         usable = side.reachable and side.trusted
         return side, usable and lxd.instance_status(target, operation.target_name) is not None
@@ -140,13 +147,27 @@ class Migration:
                 + "; ".join(f"{check.label}: {check.reason}" for check in stopping),
                 state_after=f"on {self.source_host.name}, untouched",
             )
-        {
-            "live": self.live,
-            "stateful_move": self.stateful_move,
-            "cold": self.cold,
-            "stopped": self.stopped,
-        }[strategy]()
-        return self.finish_up(strategy)
+        try:
+            {
+                "live": self.live,
+                "stateful_move": self.stateful_move,
+                "cold": self.cold,
+                "stopped": self.stopped,
+            }[strategy]()
+            return self.finish_up(strategy)
+        finally:
+            self.settle_left_source()
+
+    def settle_left_source(self) -> None:
+        """A failure after the transfer (starting or verifying the target) must not leave the
+        source's LXD operation waiting: settle it, cancelling where LXD allows."""
+        if self.unsettled_source_op is None:
+            return
+        source_op, self.unsettled_source_op = self.unsettled_source_op, None
+        try:
+            self.settle_source(source_op)
+        except lxd.LXDError as error:
+            self.operation.log(f"Could not settle the source's LXD operation: {error}")
 
     def live(self) -> None:
         self.transfer(live=True, watch_freeze=True)
@@ -408,8 +429,6 @@ class Migration:
         self.target.enter("verifying", f"Checking {self.new_name} on {self.target_host.name}.")
         status = lxd.instance_status(self.target.target, self.new_name)
         if status != expected:
-            if self.unsettled_source_op is not None:
-                self.settle_source(self.unsettled_source_op)
             raise OperationFailed(
                 f"The copy on {self.target_host.name} is {(status or 'gone').upper()}, not "
                 f"{expected.upper()}; the original was kept on {self.source_host.name}.",
@@ -446,7 +465,7 @@ class Migration:
             self.operation.downtime_seconds, source = frozen, "CRIU's dump log"
         else:
             self.operation.downtime_seconds = observed
-            source = "observed" if observed is not None else "not measured"
+            source = "the panel's observation of LXD's states" if observed else "not measured"
         self.operation.result.update(
             phases=self.phases,
             criu_frozen_seconds=frozen,
@@ -455,11 +474,17 @@ class Migration:
         )
 
     def settle_then_measure(self, strategy: str) -> None:
-        """Let the source's side of the transfer end, then keep its logs and the figures."""
-        if self.unsettled_source_op is not None:
-            self.settle_source(self.unsettled_source_op)
-            self.unsettled_source_op = None
-        self.record_measurements(strategy)
+        """Let the source's side of the transfer end, then keep its logs and the figures.
+        The container already runs verified on the target: LXD trouble here is noted, and
+        never turns the migration into a failure."""
+        try:
+            if self.unsettled_source_op is not None:
+                self.settle_source(self.unsettled_source_op)
+                self.unsettled_source_op = None
+            self.record_measurements(strategy)
+        except lxd.LXDError as error:
+            self.operation.log(f"Could not read the source's logs and figures: {error}")
+            self.operation.result.setdefault("phases", self.phases)
 
     def clean_up_source(self, strategy: str) -> str:
         """Record the measurements, then delete the source copy, now that the target is
@@ -473,7 +498,10 @@ class Migration:
         self.source.enter("cleaning up", f"Removing the source copy on {self.source_host.name}.")
         with ThreadPoolExecutor(max_workers=1) as pool:
             measured = pool.submit(in_own_connection, self.settle_then_measure, strategy)
-            last_error = delete_when_stopped(self.source, self.name, measured.result)
+            try:
+                last_error = delete_when_stopped(self.source, self.name, measured.result)
+            except lxd.LXDError as error:  # the source host went away: the copy may be left
+                last_error = str(error)
             measured.result()  # also when the copy never stopped: the figures are kept
         if last_error:
             self.phase("clean up", begin, time.monotonic())

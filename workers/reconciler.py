@@ -25,6 +25,7 @@ from panel import lxd
 from panel.models import Operation
 from workers.celery import app
 from workers.hosts import sync_host, target_for
+from workers.runner import WAITING_FOR_HOST
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ def reconcile(now: dt.datetime | None = None) -> list[int]:
         Q(heartbeat_at__isnull=True, queued_at__lt=silent) | Q(heartbeat_at__lt=silent)
     )
     for operation in forgotten:
+        if waits_behind_live_work(operation, silent):
+            continue  # its job waits behind long operations that are still reporting
         if settle_forgotten_operation(operation):
             ended.append(operation.pk)
     return ended
@@ -72,6 +75,19 @@ def settle_silent_operation(operation: Operation) -> bool:
         return False
     status, words = verdict(operation, where)
     return end(operation, status, words, where["summary"])
+
+
+def waits_behind_live_work(operation: Operation, silent: dt.datetime) -> bool:
+    """A pending operation waiting for a host slot, on a host whose running operations still
+    report: its re-sent job may simply wait for a free worker process. Not forgotten."""
+    if operation.stage != WAITING_FOR_HOST:
+        return False
+    hosts = [h for h in (operation.source_host_id, operation.target_host_id) if h is not None]
+    return (
+        Operation.objects.filter(status=Operation.Status.RUNNING, heartbeat_at__gte=silent)
+        .filter(Q(source_host_id__in=hosts) | Q(target_host_id__in=hosts))
+        .exists()
+    )
 
 
 def settle_forgotten_operation(operation: Operation) -> bool:

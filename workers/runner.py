@@ -7,6 +7,7 @@ recorded as such, with the container state still described where we can.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable
@@ -111,13 +112,20 @@ def claim_operation(operation_id: int) -> str:
         if operation is None:
             return NOT_PENDING
         full = hosts_at_limit(operation)
+        ahead = None if full else older_waiter(operation)
         now = timezone.now()
-        if full:
-            waiting = ", ".join(f"{host.name} runs {count}" for host, count in full)
-            text = (
-                f"Waiting for a free slot: {waiting} "
-                f"(limit {settings.HOST_MAX_OPERATIONS} per host); it starts by itself."
-            )
+        if full or ahead:
+            if full:
+                waiting = ", ".join(f"{host.name} runs {count}" for host, count in full)
+                text = (
+                    f"Waiting for a free slot: {waiting} "
+                    f"(limit {settings.HOST_MAX_OPERATIONS} per host); it starts by itself."
+                )
+            else:
+                text = (
+                    f"Waiting for a free slot: operation #{ahead.pk}, asked earlier for the "
+                    "same host, goes first; this one starts by itself."
+                )
             pending.update(stage=WAITING_FOR_HOST, progress_text=text, heartbeat_at=now)
             if operation.stage != WAITING_FOR_HOST:
                 operation.log(text, WAITING_FOR_HOST)
@@ -130,6 +138,27 @@ def claim_operation(operation_id: int) -> str:
             progress_text="",
         )
         return CLAIMED
+
+
+def older_waiter(operation: Operation) -> Operation | None:
+    """An operation asked earlier that is waiting for a slot on one of the same hosts (and
+    whose worker looked again lately): first come, first served."""
+    hosts = [h.pk for h in (operation.source_host, operation.target_host) if h is not None]
+    if operation.kind == Operation.Kind.PREFLIGHT or not hosts:
+        return None
+    lately = timezone.now() - dt.timedelta(seconds=10 * settings.HOST_SLOT_RETRY_SECONDS + 5)
+    return (
+        Operation.objects.filter(
+            status=Operation.Status.PENDING,
+            stage=WAITING_FOR_HOST,
+            heartbeat_at__gte=lately,
+            queued_at__lt=operation.queued_at,
+        )
+        .filter(Q(source_host__in=hosts) | Q(target_host__in=hosts))
+        .exclude(pk=operation.pk)
+        .order_by("queued_at", "pk")
+        .first()
+    )
 
 
 def hosts_at_limit(operation: Operation) -> list[tuple[Host, int]]:
