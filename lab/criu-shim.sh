@@ -86,7 +86,7 @@ if [ "$action" = restore ]; then
 	#    d--x------ and owned by the mapped root, so no other host user gains access; where
 	#    the parent lets others in (another LXD's layout), leave the directory alone.
 	if [ -n "$images_dir" ] && [ -d "$images_dir" ]; then
-		parent_mode=$(stat -c %a -- "$(dirname -- "$images_dir")" 2>/dev/null || echo 7)
+		parent_mode=$(stat -L -c %a -- "$(dirname -- "$images_dir")" 2>/dev/null || echo 7)
 		case "$parent_mode" in
 		*0) chmod o+x -- "$images_dir" 2>/dev/null || true ;;
 		esac
