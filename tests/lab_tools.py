@@ -59,6 +59,16 @@ def untrust_certificate(lab_host: dict, cert_path: str) -> None:
 
 
 def read_file(lab_host: dict, name: str, path: str) -> str:
+    # Right after a container is restored, LXD 5.0.2's file API can answer "dial unix
+    # /proc/self/fd/N/forkfile.sock: connect: not a directory" while its helper starts
+    # (seen once in CI after a live migration): a moment later it works.
+    for _ in range(10):
+        try:
+            return lxc(lab_host, "file", "pull", f"{name}{path}", "-").strip()
+        except AssertionError as error:
+            if "forkfile.sock" not in str(error):
+                raise
+            time.sleep(0.5)
     return lxc(lab_host, "file", "pull", f"{name}{path}", "-").strip()
 
 
