@@ -89,7 +89,8 @@ SESSION_WORKER = f"test-{os.getpid()}@localhost"
 
 def start_celery_worker(name: str) -> subprocess.Popen:
     """A real worker process on the test Redis and the test database, in its own process
-    group (so a fault test can kill it, pool children included, like a crash would)."""
+    group (so a fault test can kill it, pool children included, like a crash would);
+    returned once it answers a ping."""
     database = settings.DATABASES["default"]
     env = dict(os.environ)
     if database["ENGINE"].endswith("sqlite3"):
@@ -97,12 +98,22 @@ def start_celery_worker(name: str) -> subprocess.Popen:
     log_path = Path(settings.DATA_DIR) / "log" / f"{name.split('@')[0]}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as log:
-        return subprocess.Popen(
+        worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", "panel",
              "--hostname", name, "--concurrency", "4", "--loglevel", "INFO",
              "--without-gossip", "--without-mingle"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
+    try:
+        wait_for(
+            lambda: celery_app.control.ping(destination=[name], timeout=0.5),
+            timeout=60,
+            what=f"the Celery worker {name} to answer (log: {log_path})",
+        )
+    except BaseException:  # pytest.fail raises an exception outside Exception
+        os.killpg(worker.pid, signal.SIGKILL)
+        raise
+    return worker
 
 
 @contextlib.contextmanager
@@ -128,15 +139,9 @@ def session_worker_paused():
 def doomed_worker(label: str):
     """Hand the panel's jobs to a fresh worker a fault test may kill, the session worker
     paused meanwhile (the doomed worker is killed on the way out if the test did not)."""
-    name = f"{label}-{os.getpid()}@localhost"
     with session_worker_paused():
-        worker = start_celery_worker(name)
+        worker = start_celery_worker(f"{label}-{os.getpid()}@localhost")
         try:
-            wait_for(
-                lambda: celery_app.control.ping(destination=[name], timeout=0.5),
-                timeout=60,
-                what=f"the worker {name}",
-            )
             yield worker
         finally:
             if worker.poll() is None:
@@ -158,14 +163,8 @@ def celery_worker(django_db_setup, django_db_blocker):
             f"Redis at {settings.CELERY_BROKER_URL} is not answering ({error}): use bin/test"
         )
     celery_app.control.purge()
-    name = SESSION_WORKER
-    worker = start_celery_worker(name)
+    worker = start_celery_worker(SESSION_WORKER)
     try:
-        wait_for(
-            lambda: celery_app.control.ping(destination=[name], timeout=0.5),
-            timeout=60,
-            what=f"the Celery worker {name} to answer (log in var/log/)",
-        )
         yield worker
     finally:
         worker.terminate()

@@ -114,7 +114,6 @@ class Migration:
         # The source's side of a transfer that succeeded: it ends after the target's (LXD
         # 5.0.2 keeps the dump in its action script a while), and is settled during clean-up.
         self.unsettled_source_op: str | None = None
-        self.target_done_at: float | None = None
         self.target_running_at: float | None = None
         self.checked_definition: dict = {}
 
@@ -228,7 +227,7 @@ class Migration:
                 "transferring",
             )
             self.pull_or_push(definition, live, watch_freeze, mode="push")
-        end = self.target_done_at or time.monotonic()
+        end = time.monotonic()  # the target's operation has just ended
         if live:
             frozen_at = self.downtime_start or begin
             running_at = self.target_running_at or end
@@ -295,7 +294,6 @@ class Migration:
             raise self.target_failed(source_op, target_op, error)
         # The source's side ends later; it is settled during clean-up (waiting for it here
         # once added 1.2 s to a measured downtime).
-        self.target_done_at = time.monotonic()
         self.unsettled_source_op = source_op
 
     def notice_target_running(self) -> None:
@@ -452,7 +450,7 @@ class Migration:
         restored, so freeze to "Unfreezing tasks" covers the whole downtime. The observed
         one (first Freezing sample to the first sample of the container Running on the
         target) is kept too, as a cross-check: it runs 0.1-0.2 s longer (sampling), and in
-        about one run in six 1.1 s longer, because LXD reports the target Running that much
+        about one run in seven 1.1 s longer, because LXD reports the target Running that much
         after CRIU has already released the source (docs/benchmarks.md)."""
         frozen = None
         if strategy == "live" and self.operation.instance is not None:
