@@ -169,3 +169,29 @@ def start_memory_churn(lab_host: dict, name: str, megabytes: int = 100) -> float
             return usage
         time.sleep(1)
     raise RuntimeError(f"the memory workload reached only {usage:.0f} MiB")
+
+
+@contextlib.contextmanager
+def lifecycle_actions(lab_host: dict, name: str):
+    """Collect LXD's lifecycle actions (`instance-paused`, `instance-shutdown`...) for one
+    instance on a lab host while the block runs, from `lxc monitor` on its unix socket."""
+    actions: list[str] = []
+    monitor = subprocess.Popen(
+        ["lxc", "monitor", "--type=lifecycle", "--format=json"],
+        env={**os.environ, "LXD_DIR": lab_host["lxd_dir"]},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    time.sleep(0.5)  # let it subscribe before anything happens
+    try:
+        yield actions
+    finally:
+        time.sleep(1)  # LXD sends the last events once the instance has stopped
+        monitor.terminate()
+        output, _ = monitor.communicate(timeout=10)
+        for line in output.splitlines():
+            event = json.loads(line) if line.startswith("{") else {}
+            metadata = event.get("metadata", {})
+            if metadata.get("source", "").endswith(f"/instances/{name}"):
+                actions.append(metadata.get("action", ""))

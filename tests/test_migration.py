@@ -186,3 +186,38 @@ def test_viewers_cannot_migrate(viewer_client):
         f"/containers/{instance.pk}/migrate/check/", {"target": target.pk}
     )
     assert response.status_code == 403
+
+
+@pytest.mark.django_db
+def test_the_page_says_which_measure_the_downtime_is_and_shows_the_other(operator_client):
+    h1, h2 = make_host("h1"), make_host("h2")
+    phases = [{"name": "frozen", "start": 0.3, "end": 10.9, "duration": 10.6, "down": True}]
+    measured = {"strategy": "live", "total_seconds": 11.5, "phases": phases}
+    unfrozen_first_copy = {
+        "criu_frozen_seconds": 10.6,
+        "observed_downtime_seconds": 10.71,
+        "downtime_source": "CRIU's dump log",
+    }
+    frozen_first_copy = {
+        "criu_frozen_seconds": 10.6,
+        "observed_downtime_seconds": 11.9,
+        "downtime_source": "the panel's observation of LXD's states",
+    }
+    pages = []
+    for downtime, result in ((10.6, unfrozen_first_copy), (11.9, frozen_first_copy)):
+        operation = Operation.objects.create(
+            kind="migrate",
+            instance_name="c",
+            source_host=h1,
+            target_host=h2,
+            status="succeeded",
+            downtime_seconds=downtime,
+            finished_at=timezone.now(),
+            result={**measured, **result},
+        )
+        pages.append(operator_client.get(f"/operations/{operation.pk}/").content.decode())
+    criu, observed = pages
+    assert "10.60 s (the container was not running anywhere; from CRIU&#x27;s dump log)" in criu
+    assert "observed from LXD's states: 10.71 s" in criu and "first copy" not in criu
+    assert "11.90 s (the container was not running anywhere; from the panel" in observed
+    assert "CRIU's dump log: frozen 10.60 s (CRIU's freeze only" in observed

@@ -25,6 +25,7 @@ import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import connection
@@ -36,6 +37,18 @@ from workers.celery import app
 from workers.hosts import fetch_logs, sync_host, target_for
 from workers.runner import OperationFailed, Tracker, run
 
+# A live migration copies the root filesystem twice: once while the container runs, then again
+# (only what changed) while CRIU holds it frozen. For the first copy LXD 5.0.2 also freezes
+# the container (dir pools), unless asked with `allow_inconsistent`: that freeze is downtime
+# CRIU's log does not show (0.17 s on the lab), and liblxc's cgroup v1 freeze polls once a
+# second, so about one run in three it lasted 1.17 s and the whole migration took 1 s longer.
+# The final copy is made while CRIU holds the tasks, so the target gets the frozen state
+# either way; the first copy only has to be good enough to shorten the second.
+UNFROZEN_FIRST_COPY = "instance_allow_inconsistent_copy"
+# LXD creates this operation on the source when CRIU's final dump starts; it runs until the
+# target has restored. With an unfrozen first copy LXD reports the container Running all along,
+# so its appearance is what the panel observes as the start of the downtime.
+DUMP_OPERATION = "Live-migrating instance"
 SAMPLE_INTERVAL = 0.1  # seconds between status samples while a transfer runs
 CONNECTION_TROUBLE = (
     "dial tcp",
@@ -116,10 +129,19 @@ class Migration:
         self.unsettled_source_op: str | None = None
         self.target_running_at: float | None = None
         self.checked_definition: dict = {}
+        source_extensions = self.source_host.facts.get("api_extensions", [])
+        self.unfrozen_first_copy = UNFROZEN_FIRST_COPY in source_extensions
+        self.dumps_before: set[str] = set()  # other migrations' dumps already on the source
 
     # Bookkeeping of where the time went, for the timeline chart.
     # The phases during which the container runs nowhere: all but these two.
-    RUNNING_PHASES = ("transfer (running)", "finishing (running on the target)", "clean up")
+    RUNNING_PHASES = (
+        "transfer (running)",
+        "finishing (running on the target)",
+        "clean up",
+        "clean up: LXD still stopping the source",
+        "clean up: delete",
+    )
 
     def phase(self, name: str, start: float, end: float) -> None:
         self.phases.append(
@@ -242,8 +264,13 @@ class Migration:
     def pull_or_push(self, definition: dict, live: bool, watch_freeze: bool, mode: str) -> None:
         source_target, target_target = self.source.target, self.target.target
         pool = self.params.get("pool", "")
+        unfrozen = live and self.unfrozen_first_copy
+        if unfrozen and watch_freeze:
+            self.dumps_before = lxd.running_operations(source_target, DUMP_OPERATION)
         if mode == "pull":
-            source_op, secrets = lxd.start_migration_source(source_target, self.name, live)
+            source_op, secrets = lxd.start_migration_source(
+                source_target, self.name, live, unfrozen_first_copy=unfrozen
+            )
             self.source.remember(source_op)
             origin = {
                 "mode": "pull",
@@ -265,7 +292,9 @@ class Migration:
                 "certificate": lxd.server_certificate(target_target),
                 "secrets": secrets,
             }
-            source_op, _ = lxd.start_migration_source(source_target, self.name, live, push_to)
+            source_op, _ = lxd.start_migration_source(
+                source_target, self.name, live, push_to, unfrozen_first_copy=unfrozen
+            )
             self.source.remember(source_op)
         self.follow_transfer(source_op, target_op, watch_freeze, mode)
 
@@ -308,9 +337,15 @@ class Migration:
         )
 
     def notice_freeze(self) -> None:
-        # LXD shows Freezing, then Frozen for a few tenths of a second, then Running again
-        # while CRIU holds the tasks: either of the first two marks the start.
-        if lxd.instance_status(self.source.target, self.name) not in ("Freezing", "Frozen"):
+        """The downtime starts when CRIU's dump freezes the container. Without an unfrozen
+        first copy, LXD first freezes it for that copy (Freezing, then Frozen for a few
+        tenths of a second, then Running again while CRIU holds the tasks): that freeze is
+        downtime too, and is where it starts. With one, LXD says Running throughout, and the
+        dump's own LXD operation appearing marks the start."""
+        if self.unfrozen_first_copy:
+            if not lxd.running_operations(self.source.target, DUMP_OPERATION) - self.dumps_before:
+                return
+        elif lxd.instance_status(self.source.target, self.name) not in ("Freezing", "Frozen"):
             return
         self.downtime_start = time.monotonic()
         self.operation.log("The container is frozen: CRIU is checkpointing it.", "checkpointing")
@@ -447,11 +482,12 @@ class Migration:
 
         For a live migration CRIU's dump log is the better measure: its tasks stay frozen
         until LXD's post-dump action script returns, which it does only once the target has
-        restored, so freeze to "Unfreezing tasks" covers the whole downtime. The observed
-        one (first Freezing sample to the first sample of the container Running on the
-        target) is kept too, as a cross-check: it runs 0.1-0.2 s longer (sampling), and in
-        about one run in seven 1.1 s longer, because LXD reports the target Running that much
-        after CRIU has already released the source (docs/benchmarks.md)."""
+        restored, so freeze to "Unfreezing tasks" covers the whole downtime, provided the
+        first copy ran unfrozen (UNFROZEN_FIRST_COPY). Where LXD froze the container for
+        that copy too, the panel's observation covers both freezes and is shown instead.
+        The observation (the dump starting, or the first Freezing sample, to the first sample
+        of the container Running on the target) is kept in any case, as a cross-check
+        (docs/benchmarks.md)."""
         frozen = None
         if strategy == "live" and self.operation.instance is not None:
             fetch_logs(self.operation.instance)
@@ -459,7 +495,7 @@ class Migration:
         observed = None
         if self.downtime_start is not None and self.downtime_end is not None:
             observed = round(self.downtime_end - self.downtime_start, 3)
-        if frozen is not None:
+        if frozen is not None and (self.unfrozen_first_copy or observed is None):
             self.operation.downtime_seconds, source = frozen, "CRIU's dump log"
         else:
             self.operation.downtime_seconds = observed
@@ -497,48 +533,66 @@ class Migration:
         with ThreadPoolExecutor(max_workers=1) as pool:
             measured = pool.submit(in_own_connection, self.settle_then_measure, strategy)
             try:
-                last_error = delete_when_stopped(self.source, self.name, measured.result)
+                deletion = delete_when_stopped(self.source, self.name, measured.result)
             except lxd.LXDError as error:  # the source host went away: the copy may be left
-                last_error = str(error)
+                deletion = Deletion(str(error), None)
             measured.result()  # also when the copy never stopped: the figures are kept
-        if last_error:
-            self.phase("clean up", begin, time.monotonic())
-            self.operation.log(f"The source copy could not be removed: {last_error}")
+        self.record_clean_up(begin, deletion)
+        if deletion.error:
+            self.operation.log(f"The source copy could not be removed: {deletion.error}")
             return (
                 f" The source copy was left behind on {self.source_host.name} (stopped): "
-                f"{last_error or 'it did not stop in time'}. Remove it with one click below."
+                f"{deletion.error}. Remove it with one click below."
             )
-        self.phase("clean up", begin, time.monotonic())
         return ""
+
+    def record_clean_up(self, begin: float, deletion: Deletion) -> None:
+        """The clean-up's time, split where LXD let go of the source copy: until then it was
+        finishing the copy's stop (about 0.5 s on Debian's LXD 5.0.2, mostly lxcfs's
+        post-stop hook, a `sleep 0.5s`: lab/README.md). That wait is why `lxc move` fails
+        at its delete there."""
+        end, freed_at = time.monotonic(), deletion.last_try_at
+        if deletion.error or freed_at is None or not deletion.refusals:
+            self.phase("clean up", begin, end)
+            return
+        self.phase("clean up: LXD still stopping the source", begin, freed_at)
+        self.phase("clean up: delete", freed_at, end)
+        self.operation.log(f"LXD was still stopping the source copy for {freed_at - begin:.2f} s.")
+
+
+class Deletion(NamedTuple):
+    error: str  # '' once the instance is gone, else the last reason it could not be deleted
+    last_try_at: float | None  # when the last delete was asked for (None: never asked)
+    refusals: int = 0  # deletes LXD refused before that one
 
 
 def delete_when_stopped(
     tracker: Tracker, name: str, before_delete: Callable[[], object] = lambda: None
-) -> str:
+) -> Deletion:
     """Delete a stopped instance, waiting while LXD is still busy with it (after a migration
-    LXD 5.0.2 is often still stopping it: 'busy running a "stop" operation'). Returns ''
-    once it is gone, or the last reason it could not be deleted. `before_delete` runs (and
-    is waited for) once it has stopped, right before the delete."""
+    LXD 5.0.2 is often still stopping it: 'busy running a "stop" operation'). `before_delete`
+    runs (and is waited for) once it has stopped, right before the first delete."""
     deadline = time.monotonic() + settings.MIGRATION_SOURCE_GRACE_SECONDS
-    last_error = ""
+    last_error, last_try_at, tries = "", None, 0
     while time.monotonic() < deadline:
         status = lxd.instance_status(tracker.target, name)
         if status is None:
-            return ""
+            return Deletion("", last_try_at, max(tries - 1, 0))
         if status == "Stopped":
             before_delete()
+            last_try_at, tries = time.monotonic(), tries + 1
             try:
                 state = tracker.follow(lxd.start_delete_instance(tracker.target, name))
             except lxd.LXDError as error:  # LXD may refuse at once while it is busy
                 state, last_error = None, str(error)
             else:
                 if state is None or state.status == "Success":
-                    return ""
+                    return Deletion("", last_try_at, tries - 1)
                 last_error = state.error
         else:
             last_error = f"it is {status.upper()}"
         time.sleep(0.02)  # LXD frees the stopped copy about 0.5 s after it stops; be there
-    return last_error or "it did not stop in time"
+    return Deletion(last_error or "it did not stop in time", last_try_at, tries)
 
 
 def in_own_connection(function: Callable, *args):
@@ -582,7 +636,7 @@ def delete_copy(operation: Operation) -> str:
             state_after=status.upper(),
         )
     tracker.enter("deleting", f"Removing the stopped copy on {operation.source_host.name}.")
-    error = delete_when_stopped(tracker, operation.instance_name)
+    error = delete_when_stopped(tracker, operation.instance_name).error
     if error:
         raise OperationFailed(f"Removing the copy failed: {error}.", error, "STOPPED")
     return f"Removed the stopped copy on {operation.source_host.name}."
