@@ -20,11 +20,12 @@ h1:c h2:c` (pull mode, live for a RUNNING container), timed around the command.
 Downtime is given by three measures, named wherever they appear:
 - "CRIU frozen": the interval in the source's migration_dump log from freezing the cgroup to
   "Unfreezing tasks" (the parser is workers.migrations' own). Live migrations only.
-- "panel downtime": Operation.downtime_seconds, the panel's own figure (live: first Frozen
-  sample of the source to the first sample of the container Running on the target;
-  checkpoint-move-restore: stateful stop requested to the target's start succeeding).
+- "panel downtime": Operation.downtime_seconds, the panel's own figure (live: CRIU's frozen
+  interval, see workers.migrations; checkpoint-move-restore: stateful stop requested to the
+  target's start succeeding).
 - "sampled": this script's own 10 Hz sampler, the same for every run of either side: the
-  first source sample that is Frozen, Stopped or gone, to the first target sample Running.
+  first source sample that is Freezing, Frozen, Stopped or gone, or shows CRIU's dump
+  operation, to the first target sample Running.
 
 Rounds of panel live and `lxc move` (which goes first alternates), then two panel
 checkpoint-move-restores (there and back), each migration from wherever the container is to
@@ -88,6 +89,9 @@ LAB = lab_state(hosts=2)
 H1, H2 = LAB["hosts"][:2]
 # The panel's clean-up phase while LXD still refuses to delete the stopped source copy.
 HELD = "clean up: LXD still stopping the source"
+# The panel asks LXD for an unfrozen first copy in a live migration (workers/migrations.py);
+# plain `lxc move` does not, unless run with --allow-inconsistent (--lxc-allow-inconsistent).
+LXC_MOVE_FLAGS: list[str] = []
 REMOTES = {H1["name"]: "h1", H2["name"]: "h2"}
 
 
@@ -150,19 +154,27 @@ def replace(where: dict) -> str:
 
 class Sampler(threading.Thread):
     """Downtime as the panel's worker observes it (10 Hz over HTTPS), the same for both
-    sides: the source until it is Frozen, Stopped or gone, then the target until Running."""
+    sides: the source until it is Freezing, Frozen, Stopped or gone, or until LXD's
+    "Live-migrating instance" operation for CRIU's dump appears on it (during an unfrozen
+    first copy LXD reports the container Running all along), then the target until Running."""
 
     def __init__(self, source, target, name: str) -> None:
         super().__init__(daemon=True)
         from panel import lxd
+        from workers.migrations import DUMP_OPERATION
 
-        self.lxd = lxd
+        self.lxd, self.dump_operation = lxd, DUMP_OPERATION
         self.clients = (lxd.connect(source), lxd.connect(target))  # private to this thread
         self.name = name
         self.down_at: float | None = None
         self.up_at: float | None = None
         self.source_seen: list[str] = []
         self.done = threading.Event()
+        self.dumps_before = self.dumps()
+
+    def dumps(self) -> set[str]:
+        running = self.lxd._get(self.clients[0], "/operations", recursion=1).get("running")
+        return {op["id"] for op in running or [] if op["description"] == self.dump_operation}
 
     def status(self, client) -> str | None:
         try:
@@ -177,7 +189,8 @@ class Sampler(threading.Thread):
                 status = self.status(self.clients[0])
                 if not self.source_seen or self.source_seen[-1] != status:
                     self.source_seen.append(str(status))
-                if status in ("Frozen", "Stopped", None):
+                frozen = status in ("Freezing", "Frozen", "Stopped", None)
+                if frozen or self.dumps() - self.dumps_before:
                     self.down_at = now
             elif self.status(self.clients[1]) == "Running":
                 self.up_at = now
@@ -261,7 +274,7 @@ class Bench:
         started = time.perf_counter()
         origin, destination = REMOTES[source["name"]], REMOTES[target["name"]]
         command = subprocess.run(
-            ["lxc", "move", f"{origin}:{name}", f"{destination}:{name}"],
+            ["lxc", "move", *LXC_MOVE_FLAGS, f"{origin}:{name}", f"{destination}:{name}"],
             env={**os.environ, "LXD_CONF": str(self.lxd_conf)}, capture_output=True, text=True,
             timeout=240,  # a normal one takes about 12 s; a stuck one never ends
         )  # fmt: skip
@@ -368,10 +381,14 @@ def main() -> None:
                         help="panel live and stateful_move runs of the 100 MB one")  # fmt: skip
     parser.add_argument("--no-big", action="store_true", help="skip the 100 MB container")
     parser.add_argument("--extra", type=int, default=7, help="rounds allowed for failures")
+    parser.add_argument("--lxc-allow-inconsistent", action="store_true",
+                        help="time `lxc move --allow-inconsistent`")  # fmt: skip
     parser.add_argument("--source-grace", type=int, default=20,
                         help="PANEL_MIGRATION_SOURCE_GRACE_SECONDS for the worker")  # fmt: skip
     args = parser.parse_args()
     os.environ["PANEL_MIGRATION_SOURCE_GRACE_SECONDS"] = str(args.source_grace)
+    if args.lxc_allow_inconsistent:
+        LXC_MOVE_FLAGS.append("--allow-inconsistent")
 
     folder = isolate("migration")
     from django.conf import settings
@@ -433,7 +450,8 @@ def main() -> None:
         print(f"lab: LXD 5.0.2, {H1['name']} {H1['url']} and {H2['name']} {H2['url']}, "
               f"CRIU 4.1.1 via the lab's shim; Redis :{REDIS_PORT}, 1 Celery worker "
               f"(concurrency 2), PANEL_MIGRATION_SOURCE_GRACE_SECONDS="
-              f"{os.environ['PANEL_MIGRATION_SOURCE_GRACE_SECONDS']}\n")  # fmt: skip
+              f"{os.environ['PANEL_MIGRATION_SOURCE_GRACE_SECONDS']}; the lxc side runs "
+              f"`lxc move {' '.join([*LXC_MOVE_FLAGS, 'h1:c', 'h2:c'])}`\n")  # fmt: skip
         report(rows, big_rows)
     finally:
         stop(services)

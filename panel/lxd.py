@@ -586,8 +586,9 @@ def instance_definition(target: Target, name: str) -> dict:
     client = reused_client(target)
     try:
         return _get(client, f"/instances/{name}")
-    except LXDError:
-        forget_client(target)
+    except LXDError as error:
+        if "not found" not in str(error).lower():  # a 404 is an answer: keep the connection
+            forget_client(target)
         raise
 
 
