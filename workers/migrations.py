@@ -134,7 +134,7 @@ class Migration:
         self.dumps_before: set[str] = set()  # other migrations' dumps already on the source
 
     # Bookkeeping of where the time went, for the timeline chart.
-    # The phases during which the container runs nowhere: all but these two.
+    # The phases during which the container runs somewhere; in all others it runs nowhere.
     RUNNING_PHASES = (
         "transfer (running)",
         "finishing (running on the target)",
