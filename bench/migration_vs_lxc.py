@@ -87,7 +87,8 @@ REDIS_PORT = free_port()
 os.environ["PANEL_REDIS_URL"] = f"redis://127.0.0.1:{REDIS_PORT}/0"
 LAB = lab_state(hosts=2)
 H1, H2 = LAB["hosts"][:2]
-# The panel's clean-up phase while LXD still refuses to delete the stopped source copy.
+# The panel's clean-up phase while LXD still refuses to delete the stopped source copy (it
+# starts when the clean-up does, a little before LXD's stop does).
 HELD = "clean up: LXD still stopping the source"
 # The panel asks LXD for an unfrozen first copy in a live migration (workers/migrations.py);
 # plain `lxc move` does not, unless run with --allow-inconsistent (--lxc-allow-inconsistent).
@@ -542,8 +543,8 @@ def report_pairs(rows: list[dict]) -> None:
         ["pair", "CMR downtime / lxc (frozen)", "CMR sampled / lxc sampled",
          "live downtime / lxc (frozen)", "live sampled / lxc sampled",
          "live click→done / lxc", "live total_seconds / lxc",
-         "live click→done / (lxc + delete)", "LXD held the source copy, s",
-         "live click→done without that hold / lxc", "|live observed - frozen| / frozen"],
+         "live click→done / (lxc + delete)", "clean-up waiting for LXD, s",
+         "live click→done without that wait / lxc", "|live observed - frozen| / frozen"],
         [(p["label"], " ".join(fmt(v) for v in p["cmr_frozen"]),
           " ".join(fmt(v) for v in p["cmr_sampled"]), fmt(p["live_frozen"]),
           fmt(p["live_sampled"]), fmt(p["wall"]), fmt(p["total"]), fmt(p["like_for_like"]),
@@ -580,9 +581,9 @@ def report_pairs(rows: list[dict]) -> None:
          ("total time ratio, panel live click→done / lxc move + lxc delete of its leftover",
           fmt(median(known(pick("like_for_like"))), 3), "≤ 1.05",
           verdict(median(known(pick("like_for_like"))), 1.05)),
-         ("LXD kept the source copy busy after the move (lxcfs's sleep 0.5s), seconds",
+         ("panel's clean-up waiting for LXD to release the source copy (lxcfs's sleep 0.5s), s",
           fmt(median(known(pick("held"))), 3), "-", "-"),
-         ("total time ratio, panel live click→done minus that hold / lxc move",
+         ("total time ratio, panel live click→done minus that wait / lxc move",
           fmt(median(pick("own")), 3), "-", "-"),
          ("|panel live downtime shown - CRIU frozen| / frozen, worst of all live runs",
           fmt(None if not shown else 100 * max(shown), 1) + " %", "≤ 10 %",

@@ -90,7 +90,8 @@ def connect(target: Target) -> pylxd.Client:
 
 # Operations make many small calls in a row (start, poll, verify); a new client costs a TLS
 # handshake and a GET /1.0 each time, about 30 ms here, so they reuse one for a short while.
-# Facts and trust always use a fresh client (they need LXD's current answer to GET /1.0).
+# Facts and trust always use a fresh client (they need LXD's current answer to GET /1.0);
+# `server_facts` then keeps it for the calls that follow.
 CLIENT_REUSE_SECONDS = 30.0
 # Per thread: a migration's clean-up polls the source from one thread while another waits on
 # its LXD operation, and a requests session is not promised to be thread-safe.
@@ -134,7 +135,11 @@ def server_facts(target: Target) -> dict:
     """What the server says about itself (`lxc info`), its CPU, pools, profiles, networks.
     The client is kept: a migration's next calls on this host then skip a TLS handshake and
     a GET /1.0 (about 35 ms on the lab), right before the container starts moving."""
-    return _facts(fresh_client(target))
+    try:
+        return _facts(fresh_client(target))
+    except LXDError:
+        forget_client(target)
+        raise
 
 
 def host_inventory(target: Target) -> tuple[dict, list[dict]]:
@@ -616,8 +621,9 @@ def start_migration_source(
     unfrozen_first_copy: bool = False,
 ):
     """Make the source offer (pull) or push the instance; returns (operation id, secrets).
-    `unfrozen_first_copy` sends `allow_inconsistent` (API extension of that name): see
-    workers/migrations.py for why a live migration wants it."""
+    `unfrozen_first_copy` sends `allow_inconsistent` (API extension
+    `cluster_migration_inconsistent_copy`): see workers/migrations.py for why a live
+    migration wants it."""
     body: dict = {"migration": True, "live": live}
     if unfrozen_first_copy:
         body["allow_inconsistent"] = True

@@ -9,7 +9,7 @@ from panel.models import Host, InstanceLog, Operation
 from panel.preflight import FAIL, PASS, UNKNOWN, WARN, Side, blocked, run_checks
 from panel.strategy import UNMEASURED_REASON, recommend
 from tests.helpers import make_host, make_instance
-from workers.migrations import criu_frozen_seconds
+from workers.migrations import criu_frozen_seconds, downtime_figure
 
 FACTS = {
     "server": "lxd",
@@ -188,36 +188,40 @@ def test_viewers_cannot_migrate(viewer_client):
     assert response.status_code == 403
 
 
+def test_downtime_is_criu_s_interval_plus_any_first_copy_freeze_else_the_observation():
+    assert downtime_figure(10.6, None, 10.7) == (10.6, "CRIU's dump log")
+    # LXD froze for its first copy (no cluster_migration_inconsistent_copy): that counts too.
+    figure, source = downtime_figure(10.6, 0.17, 11.05)
+    assert figure == pytest.approx(10.77)
+    assert "plus LXD's freeze for its first copy (0.17 s" in source
+    assert downtime_figure(None, None, 1.4) == (1.4, "the panel's observation of LXD's states")
+    assert downtime_figure(None, None, None) == (None, "not measured")
+
+
 @pytest.mark.django_db
-def test_the_page_says_which_measure_the_downtime_is_and_shows_the_other(operator_client):
+def test_the_page_says_where_the_downtime_comes_from_and_shows_the_cross_check(operator_client):
     h1, h2 = make_host("h1"), make_host("h2")
     phases = [{"name": "frozen", "start": 0.3, "end": 10.9, "duration": 10.6, "down": True}]
-    measured = {"strategy": "live", "total_seconds": 11.5, "phases": phases}
-    unfrozen_first_copy = {
-        "criu_frozen_seconds": 10.6,
-        "observed_downtime_seconds": 10.71,
-        "downtime_source": "CRIU's dump log",
-    }
-    frozen_first_copy = {
-        "criu_frozen_seconds": 10.6,
-        "observed_downtime_seconds": 11.9,
-        "downtime_source": "the panel's observation of LXD's states",
-    }
-    pages = []
-    for downtime, result in ((10.6, unfrozen_first_copy), (11.9, frozen_first_copy)):
-        operation = Operation.objects.create(
-            kind="migrate",
-            instance_name="c",
-            source_host=h1,
-            target_host=h2,
-            status="succeeded",
-            downtime_seconds=downtime,
-            finished_at=timezone.now(),
-            result={**measured, **result},
-        )
-        pages.append(operator_client.get(f"/operations/{operation.pk}/").content.decode())
-    criu, observed = pages
-    assert "10.60 s (the container was not running anywhere; from CRIU&#x27;s dump log)" in criu
-    assert "observed from LXD's states: 10.71 s" in criu and "first copy" not in criu
-    assert "11.90 s (the container was not running anywhere; from the panel" in observed
-    assert "CRIU's dump log: frozen 10.60 s (CRIU's freeze only" in observed
+    figure, source = downtime_figure(10.6, 0.17, 11.05)
+    operation = Operation.objects.create(
+        kind="migrate",
+        instance_name="c",
+        source_host=h1,
+        target_host=h2,
+        status="succeeded",
+        downtime_seconds=figure,
+        finished_at=timezone.now(),
+        result={
+            "strategy": "live",
+            "total_seconds": 11.5,
+            "phases": phases,
+            "criu_frozen_seconds": 10.6,
+            "observed_downtime_seconds": 11.05,
+            "first_copy_freeze_seconds": 0.17,
+            "downtime_source": source,
+        },
+    )
+    page = operator_client.get(f"/operations/{operation.pk}/").content.decode()
+    assert "10.77 s (the container was not running anywhere; from CRIU&#x27;s dump log" in page
+    assert "first copy (0.17 s, observed)" in page
+    assert "observed from LXD's states: 11.05 s" in page

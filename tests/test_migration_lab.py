@@ -98,15 +98,16 @@ def test_a_live_migration_there_and_back_keeps_the_counter_and_measures_downtime
         assert instance_status(lab["hosts"][0] if source == h1 else lab["hosts"][1], name) is None
         observed = operation.result["observed_downtime_seconds"]
         assert operation.downtime_seconds == frozen and operation.result["downtime_source"]
-        # The panel's own observation agrees with CRIU's log (LXD's status lag aside).
-        assert observed and abs(observed - frozen) <= 0.1 * frozen + 0.5
+        # The panel's own observation agrees with CRIU's log (0.0-0.6 % in the benchmarks).
+        assert observed and abs(observed - frozen) <= 0.02 * frozen + 0.2, (observed, frozen)
         page = admin_client.get(f"/operations/{operation.pk}/").content.decode()
         assert "from CRIU&#x27;s dump log" in page and "observed from LXD's states" in page
         # LXD keeps the stopped source copy busy for about 0.5 s after a move (lxcfs's
         # post-stop hook, lab/README.md); the timeline shows that wait apart from the delete.
         phases = {phase["name"]: phase for phase in operation.result["phases"]}
-        waited = phases["clean up: LXD still stopping the source"]["duration"]
-        assert 0.2 < waited < 5 and phases["clean up: delete"]["duration"] < 1
+        held = phases.get("clean up: LXD still stopping the source")
+        assert held, f"LXD refused no delete of the source copy: {list(phases)}"
+        assert 0.2 < held["duration"] < 5 and phases["clean up: delete"]["duration"] < 1
         assert "LXD was still stopping the source copy for " in page
         instance = moved(lab_target, operation, name, target)
         assert instance.status == "Running"

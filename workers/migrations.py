@@ -12,11 +12,14 @@ A stopped container is simply moved ("stopped").
 
 Downtime of a live migration comes from CRIU's dump log: freezing the cgroup to "Unfreezing
 tasks", which CRIU does only once LXD's post-dump action script returns, after the target has
-restored. The panel's own observation is kept beside it as a cross-check: CRIU freezes the
-cgroup to seize the tasks (LXD reports Freezing, then Frozen, then Running again while they
-stay stopped under ptrace), so the first Freezing or Frozen sample marks the start, and the
-first sample of the container Running on the target the end. Without the log (a missed
-fetch), the observation is the figure; for the other strategies it is always observed.
+restored. The panel asks LXD to make the first filesystem copy without freezing the container
+(UNFROZEN_FIRST_COPY); where LXD cannot, its freeze for that copy is observed and added.
+LXD reports the container Running while CRIU holds it, so the panel's own observation, kept
+beside CRIU's figure as a cross-check, starts when LXD's operation for CRIU's dump appears
+on the source (or, where LXD froze for the first copy, at the first Freezing or Frozen
+sample) and ends at the first sample of the container Running on the target. Without the log
+(a missed fetch), the observation is the figure; for the other strategies it is always
+observed.
 """
 
 from __future__ import annotations
@@ -42,9 +45,10 @@ from workers.runner import OperationFailed, Tracker, run
 # the container (dir pools), unless asked with `allow_inconsistent`: that freeze is downtime
 # CRIU's log does not show (0.17 s on the lab), and liblxc's cgroup v1 freeze polls once a
 # second, so about one run in three it lasted 1.17 s and the whole migration took 1 s longer.
-# The final copy is made while CRIU holds the tasks, so the target gets the frozen state
-# either way; the first copy only has to be good enough to shorten the second.
-UNFROZEN_FIRST_COPY = "instance_allow_inconsistent_copy"
+# The final copy is made while CRIU holds the tasks and sends what changed since the first
+# (rsync's size-and-mtime check, as without the flag), so the first copy only has to be good
+# enough to shorten the second. LXD's own client checks this extension before sending it.
+UNFROZEN_FIRST_COPY = "cluster_migration_inconsistent_copy"
 # LXD creates this operation on the source when CRIU's final dump starts; it runs until the
 # target has restored. With an unfrozen first copy LXD reports the container Running all along,
 # so its appearance is what the panel observes as the start of the downtime.
@@ -132,6 +136,11 @@ class Migration:
         source_extensions = self.source_host.facts.get("api_extensions", [])
         self.unfrozen_first_copy = UNFROZEN_FIRST_COPY in source_extensions
         self.dumps_before: set[str] = set()  # other migrations' dumps already on the source
+        # Another migration from the same host may start its dump at the same time, and LXD
+        # does not say whose dump an operation is: then no observation is recorded.
+        self.observation_shared = False
+        self.first_freeze_from: float | None = None  # LXD froze for the first copy (old LXD)
+        self.first_freeze: float | None = None  # ... for this long, as sampled
 
     # Bookkeeping of where the time went, for the timeline chart.
     # The phases during which the container runs somewhere; in all others it runs nowhere.
@@ -267,6 +276,12 @@ class Migration:
         unfrozen = live and self.unfrozen_first_copy
         if unfrozen and watch_freeze:
             self.dumps_before = lxd.running_operations(source_target, DUMP_OPERATION)
+            self.observation_shared = (
+                Operation.objects.active()
+                .filter(kind=Operation.Kind.MIGRATE, source_host=self.source_host)
+                .exclude(pk=self.operation.pk)
+                .exists()
+            )
         if mode == "pull":
             source_op, secrets = lxd.start_migration_source(
                 source_target, self.name, live, unfrozen_first_copy=unfrozen
@@ -306,6 +321,8 @@ class Migration:
             target_state = lxd.operation_state(self.target.target, target_op)
             if watch_freeze and self.downtime_start is None:
                 self.notice_freeze()
+            elif watch_freeze and self.first_freeze_from is not None:
+                self.notice_thaw()
             elif watch_freeze and self.target_running_at is None:
                 self.notice_target_running()
             if target_state is None or target_state.finished:
@@ -337,19 +354,29 @@ class Migration:
         )
 
     def notice_freeze(self) -> None:
-        """The downtime starts when CRIU's dump freezes the container. Without an unfrozen
-        first copy, LXD first freezes it for that copy (Freezing, then Frozen for a few
-        tenths of a second, then Running again while CRIU holds the tasks): that freeze is
-        downtime too, and is where it starts. With one, LXD says Running throughout, and the
-        dump's own LXD operation appearing marks the start."""
+        """The downtime starts when the container stops running. With an unfrozen first copy
+        that is CRIU's dump, whose LXD operation appearing marks it (LXD says Running all
+        along). Otherwise LXD first freezes the container for the first copy (Freezing, then
+        Frozen for a few tenths of a second, then Running again, also while CRIU holds it)."""
         if self.unfrozen_first_copy:
-            if not lxd.running_operations(self.source.target, DUMP_OPERATION) - self.dumps_before:
+            dumps = lxd.running_operations(self.source.target, DUMP_OPERATION) - self.dumps_before
+            if not dumps:
                 return
-        elif lxd.instance_status(self.source.target, self.name) not in ("Freezing", "Frozen"):
+            self.observation_shared |= len(dumps) > 1
+        elif lxd.instance_status(self.source.target, self.name) in ("Freezing", "Frozen"):
+            self.first_freeze_from = time.monotonic()
+        else:
             return
         self.downtime_start = time.monotonic()
         self.operation.log("The container is frozen: CRIU is checkpointing it.", "checkpointing")
         self.source.record_progress("frozen: checkpointing and restoring")
+
+    def notice_thaw(self) -> None:
+        """LXD's freeze for the first copy ends when LXD says anything else again."""
+        if lxd.instance_status(self.source.target, self.name) in ("Freezing", "Frozen"):
+            return
+        self.first_freeze = round(time.monotonic() - self.first_freeze_from, 3)
+        self.first_freeze_from = None
 
     def settle_source(self, source_op: str) -> lxd.OperationState | None:
         """Wait (bounded) for the source's side to end, cancelling it if LXD allows."""
@@ -478,32 +505,27 @@ class Migration:
         return summary + left_behind
 
     def record_measurements(self, strategy: str) -> None:
-        """Keep the dump log (it goes away with the source copy) and the measured downtime.
-
-        For a live migration CRIU's dump log is the better measure: its tasks stay frozen
-        until LXD's post-dump action script returns, which it does only once the target has
-        restored, so freeze to "Unfreezing tasks" covers the whole downtime, provided the
-        first copy ran unfrozen (UNFROZEN_FIRST_COPY). Where LXD froze the container for
-        that copy too, the panel's observation covers both freezes and is shown instead.
-        The observation (the dump starting, or the first Freezing sample, to the first sample
-        of the container Running on the target) is kept in any case, as a cross-check
-        (docs/benchmarks.md)."""
+        """Keep the dump log (it goes away with the source copy) and the measured downtime
+        (see `downtime_figure`), with the panel's own observation as a cross-check."""
         frozen = None
         if strategy == "live" and self.operation.instance is not None:
             fetch_logs(self.operation.instance)
             frozen = criu_frozen_seconds(self.operation.instance)
         observed = None
-        if self.downtime_start is not None and self.downtime_end is not None:
+        if (
+            self.downtime_start is not None
+            and self.downtime_end is not None
+            and not self.observation_shared
+        ):
             observed = round(self.downtime_end - self.downtime_start, 3)
-        if frozen is not None and (self.unfrozen_first_copy or observed is None):
-            self.operation.downtime_seconds, source = frozen, "CRIU's dump log"
-        else:
-            self.operation.downtime_seconds = observed
-            source = "the panel's observation of LXD's states" if observed else "not measured"
+        self.operation.downtime_seconds, source = downtime_figure(
+            frozen, self.first_freeze, observed
+        )
         self.operation.result.update(
             phases=self.phases,
             criu_frozen_seconds=frozen,
             observed_downtime_seconds=observed,
+            first_copy_freeze_seconds=self.first_freeze,
             downtime_source=source,
         )
 
@@ -611,6 +633,25 @@ class ConnectionTrouble(Exception):
 # that line is missing, when it seizes the first task) and ends when it unfreezes the tasks.
 FREEZER = re.compile(r"^\((\d+\.\d+)\) (freezer\.state=FREEZING|freezing cgroup|Seized task)")
 UNFREEZE = re.compile(r"^\((\d+\.\d+)\) Unfreezing tasks")
+
+
+def downtime_figure(
+    frozen: float | None, first_freeze: float | None, observed: float | None
+) -> tuple[float | None, str]:
+    """A live migration's downtime and where it comes from. CRIU's frozen interval covers the
+    whole time the container was not running, plus LXD's freeze for the first copy where
+    LXD made one (sampled, so to 0.1 s). Without CRIU's figure (another strategy, or the log
+    was not read), the panel's observation is all there is."""
+    if frozen is None:
+        if observed is None:
+            return None, "not measured"
+        return observed, "the panel's observation of LXD's states"
+    if first_freeze:
+        return round(frozen + first_freeze, 3), (
+            f"CRIU's dump log, plus LXD's freeze for its first copy ({first_freeze:.2f} s, "
+            "observed)"
+        )
+    return frozen, "CRIU's dump log"
 
 
 def criu_frozen_seconds(instance) -> float | None:
