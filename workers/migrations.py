@@ -363,12 +363,14 @@ class Migration:
             if not dumps:
                 return
             self.observation_shared |= len(dumps) > 1
+            words = "The container is frozen: CRIU is checkpointing it."
         elif lxd.instance_status(self.source.target, self.name) in ("Freezing", "Frozen"):
             self.first_freeze_from = time.monotonic()
+            words = "LXD froze the container to copy its filesystem; CRIU checkpoints it next."
         else:
             return
         self.downtime_start = time.monotonic()
-        self.operation.log("The container is frozen: CRIU is checkpointing it.", "checkpointing")
+        self.operation.log(words, "checkpointing")
         self.source.record_progress("frozen: checkpointing and restoring")
 
     def notice_thaw(self) -> None:
