@@ -19,7 +19,7 @@ from django.core.management import call_command
 from django.test import Client
 
 from panel import lxd
-from tests.lab_tools import untrust_certificate
+from tests.lab_tools import enroll, untrust_certificate
 from workers.celery import app as celery_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,6 +135,15 @@ def session_worker_paused():
         )
 
 
+def stop_process(process: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
 @contextlib.contextmanager
 def doomed_worker(label: str):
     """Hand the panel's jobs to a fresh worker a fault test may kill, the session worker
@@ -167,11 +176,7 @@ def celery_worker(django_db_setup, django_db_blocker):
     try:
         yield worker
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_process(worker, timeout=30)
 
 
 @pytest.fixture(scope="session")
@@ -184,6 +189,12 @@ def lab() -> dict:
             pytest.fail(message)
         pytest.skip(message)
     return json.loads(state_file.read_text())
+
+
+@pytest.fixture
+def fleet(lab) -> tuple:
+    """The lab's host1 and host2, enrolled in the panel over HTTPS."""
+    return enroll(lab["hosts"][0]), enroll(lab["hosts"][1])
 
 
 @pytest.fixture
@@ -288,8 +299,4 @@ def panel_url(django_db_setup, django_db_blocker) -> str:
                  what=f"gunicorn to answer on {url} (log: {log_path})")  # fmt: skip
         yield url
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server, timeout=20)

@@ -26,7 +26,6 @@ from django.utils.html import escape
 from panel.models import Host, Instance, Operation
 from tests.conftest import ROOT, doomed_worker, session_worker_paused, wait_for
 from tests.lab_tools import (
-    enroll,
     instance_status,
     lxc,
     read_boot_id,
@@ -40,9 +39,13 @@ from workers.reconciler import lxd_still_working, reconcile
 pytestmark = [pytest.mark.lab, pytest.mark.django_db(transaction=True), pytest.mark.timeout(600)]
 
 
-@pytest.fixture
-def fleet(lab) -> tuple[Host, Host]:
-    return enroll(lab["hosts"][0]), enroll(lab["hosts"][1])
+def lxd_operation_started(pk: int) -> None:
+    wait_for(
+        lambda: Operation.objects.get(pk=pk).lxd_operation_ids,
+        timeout=60,
+        interval=0.02,
+        what="LXD's operation to start",
+    )
 
 
 def after_silence() -> dt.datetime:
@@ -85,12 +88,7 @@ def test_a_worker_killed_during_a_stateful_snapshot_is_reconciled_with_the_truth
         boot = read_boot_id(host1, name)
         with doomed_worker("doomed-snapshot") as doomed:
             pk = ask(admin_client, instance, "stateful_snapshot", snapshot="cut")
-            wait_for(
-                lambda: Operation.objects.get(pk=pk).lxd_operation_ids,
-                timeout=60,
-                interval=0.02,
-                what="LXD's snapshot operation to start",
-            )
+            lxd_operation_started(pk)
             os.killpg(doomed.pid, signal.SIGKILL)
             doomed.wait(timeout=30)
         operation = Operation.objects.get(pk=pk)
@@ -232,12 +230,7 @@ def test_an_lxd_daemon_killed_during_an_operation_fails_it_clearly(
         sync(fleet[0])
         instance = Instance.objects.get(host=fleet[0], name=name)
         pk = ask(admin_client, instance, "stateful_snapshot", snapshot="lost")
-        wait_for(
-            lambda: Operation.objects.get(pk=pk).lxd_operation_ids,
-            timeout=60,
-            interval=0.02,
-            what="LXD's snapshot operation to start",
-        )
+        lxd_operation_started(pk)
         os.kill(lab_daemon_pid(host1["name"]), signal.SIGKILL)
         killed_at = time.monotonic()
         try:

@@ -15,7 +15,6 @@ from django.utils.html import escape
 from panel.models import Host, Instance, Operation
 from tests.conftest import doomed_worker, wait_for
 from tests.lab_tools import (
-    enroll,
     instance_status,
     kill_stuck_dumps,
     lifecycle_actions,
@@ -30,11 +29,6 @@ from workers.hosts import sync
 from workers.reconciler import lxd_still_working, reconcile
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db(transaction=True), pytest.mark.timeout(600)]
-
-
-@pytest.fixture
-def fleet(lab) -> tuple[Host, Host]:
-    return enroll(lab["hosts"][0]), enroll(lab["hosts"][1])
 
 
 @pytest.fixture
