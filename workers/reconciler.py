@@ -25,7 +25,7 @@ from panel import lxd
 from panel.models import Operation
 from workers.celery import app
 from workers.hosts import sync_host, target_for
-from workers.runner import WAITING_FOR_HOST
+from workers.runner import WAITING_FOR_HOST, slot_hosts
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def reconcile(now: dt.datetime | None = None) -> list[int]:
     forgotten = Operation.objects.filter(status=Operation.Status.PENDING).filter(
         Q(heartbeat_at__isnull=True, queued_at__lt=silent) | Q(heartbeat_at__lt=silent)
     )
-    for operation in forgotten:
+    for operation in forgotten.select_related("source_host", "target_host"):
         if waits_behind_live_work(operation, silent):
             continue  # its job waits behind long operations that are still reporting
         if settle_forgotten_operation(operation):
@@ -82,7 +82,7 @@ def waits_behind_live_work(operation: Operation, silent: dt.datetime) -> bool:
     report: its re-sent job may simply wait for a free worker process. Not forgotten."""
     if operation.stage != WAITING_FOR_HOST:
         return False
-    hosts = [h for h in (operation.source_host_id, operation.target_host_id) if h is not None]
+    hosts = [host.pk for host in slot_hosts(operation)]
     return (
         Operation.objects.filter(status=Operation.Status.RUNNING, heartbeat_at__gte=silent)
         .filter(Q(source_host_id__in=hosts) | Q(target_host_id__in=hosts))

@@ -140,11 +140,19 @@ def claim_operation(operation_id: int) -> str:
         return CLAIMED
 
 
+def slot_hosts(operation: Operation) -> list[Host]:
+    """The hosts whose slots the operation takes. A pre-flight check only reads, so it never
+    waits for a slot nor takes one."""
+    if operation.kind == Operation.Kind.PREFLIGHT:
+        return []
+    return [h for h in (operation.source_host, operation.target_host) if h is not None]
+
+
 def older_waiter(operation: Operation) -> Operation | None:
     """An operation asked earlier that is waiting for a slot on one of the same hosts (and
     whose worker looked again lately): first come, first served."""
-    hosts = [h.pk for h in (operation.source_host, operation.target_host) if h is not None]
-    if operation.kind == Operation.Kind.PREFLIGHT or not hosts:
+    hosts = [host.pk for host in slot_hosts(operation)]
+    if not hosts:
         return None
     lately = timezone.now() - dt.timedelta(seconds=10 * settings.HOST_SLOT_RETRY_SECONDS + 5)
     return (
@@ -162,11 +170,9 @@ def older_waiter(operation: Operation) -> Operation | None:
 
 
 def hosts_at_limit(operation: Operation) -> list[tuple[Host, int]]:
-    """The operation's hosts that already run as many operations as allowed, with counts.
-
-    A pre-flight check only reads, so it never waits for a slot nor takes one."""
-    hosts = [h for h in (operation.source_host, operation.target_host) if h is not None]
-    if operation.kind == Operation.Kind.PREFLIGHT or not hosts:
+    """The operation's hosts that already run as many operations as allowed, with counts."""
+    hosts = slot_hosts(operation)
+    if not hosts:
         return []
     list(Host.objects.select_for_update().filter(pk__in=[h.pk for h in hosts]).order_by("pk"))
     running = Operation.objects.filter(status=Operation.Status.RUNNING).exclude(
