@@ -27,6 +27,10 @@ Downtime is given by three measures, named wherever they appear:
   first source sample that is Freezing, Frozen, Stopped or gone, or shows CRIU's dump
   operation, to the first target sample Running.
 
+With --floor a third side runs in every round, "api floor" (Bench.api_floor): `lxc move`'s
+own requests through the panel's LXD module and a delete retried every 20 ms, nothing else:
+the least any tool that ends with the source copy deleted can take.
+
 Rounds of panel live and `lxc move` (which goes first alternates), then two panel
 checkpoint-move-restores (there and back), each migration from wherever the container is to
 the other host, until each of panel live and `lxc move` has `--pairs` successful runs; the
@@ -307,6 +311,59 @@ class Bench:
             "note": error if not ok else "", "stderr": error, "phases": {},
         }  # fmt: skip
 
+    def api_floor(self, name: str, source: dict, target: dict) -> dict:
+        """The least a tool can do and still end, as the panel does, with the source copy
+        deleted: `lxc move`'s own requests (the same first copy, frozen unless
+        --lxc-allow-inconsistent) through the panel's LXD module, with no queue, database,
+        pre-flight or verification, then a delete retried every 20 ms from the moment the
+        target's operation succeeds until LXD takes it. What it takes beyond `lxc move` is
+        LXD's, not the panel's: it bounds the total time ratio any such tool can reach."""
+        from panel import lxd
+
+        origin, destination = self.targets[source["name"]], self.targets[target["name"]]
+        sampler = Sampler(origin, destination, name)
+        sampler.start()
+        since = time.time()
+        started = time.perf_counter()
+        definition = lxd.instance_definition(origin, name)
+        unfrozen = "--allow-inconsistent" in LXC_MOVE_FLAGS
+        source_op, secrets = lxd.start_migration_source(
+            origin, name, live=True, unfrozen_first_copy=unfrozen
+        )
+        pull = {"mode": "pull", "secrets": secrets,
+                "operation": lxd.operation_url(origin.endpoint, source_op),
+                "certificate": lxd.server_certificate(origin)}  # fmt: skip
+        body = lxd.migration_target_body(definition, name, True, "", pull)
+        target_op, _ = lxd.start_migration_target(destination, body)
+        state = lxd.wait_operation(destination, target_op, seconds=120)
+        moved = time.perf_counter() - started
+        if state is None or state.status != "Success":
+            sampler.finish()
+            raise RuntimeError(f"the target's operation ended: {state}")
+        refusals, finished = 0, None
+        while time.perf_counter() - started < moved + 30:
+            try:
+                deleted = lxd.wait_operation(
+                    origin, lxd.start_delete_instance(origin, name), seconds=30
+                )
+            except lxd.LXDError:  # refused at once while LXD still stops the copy
+                deleted = None
+            if deleted is not None and deleted.status == "Success":
+                finished = time.perf_counter() - started
+                break
+            refusals += 1
+            time.sleep(0.02)
+        sampled = sampler.finish()
+        frozen = frozen_in_dump_log(source, name, since)
+        ok = finished is not None and status_on(target, name) == "Running"
+        return {
+            "side": "api floor", "source": source["name"], "target": target["name"], "ok": ok,
+            "wall": finished, "total": None, "downtime": None, "frozen": frozen,
+            "sampled": sampled, "moved": moved, "refusals": refusals,
+            "leftover": "none" if finished else "source copy",
+            "note": "" if ok else "the copy would not go", "phases": {},
+        }  # fmt: skip
+
 
 # --- the runs ---------------------------------------------------------------------------------
 
@@ -321,6 +378,8 @@ def run_sequence(bench: Bench, sides: list[str], where: dict, label: str) -> lis
         try:
             if side == "lxc move":
                 row = bench.lxc_move(name, source, target)
+            elif side == "api floor":
+                row = bench.api_floor(name, source, target)
             else:
                 row = bench.panel(name, source, target, side.split(" ", 1)[1])
         except Exception as error:  # record it, start over with a fresh container, go on
@@ -384,6 +443,8 @@ def main() -> None:
     parser.add_argument("--extra", type=int, default=7, help="rounds allowed for failures")
     parser.add_argument("--lxc-allow-inconsistent", action="store_true",
                         help="time `lxc move --allow-inconsistent`")  # fmt: skip
+    parser.add_argument("--floor", action="store_true",
+                        help="also time the least any tool can do: Bench.api_floor")  # fmt: skip
     parser.add_argument("--source-grace", type=int, default=20,
                         help="PANEL_MIGRATION_SOURCE_GRACE_SECONDS for the worker")  # fmt: skip
     args = parser.parse_args()
@@ -420,14 +481,13 @@ def main() -> None:
         rows: list[dict] = []
         done = lambda side: sum(r["ok"] for r in rows if r["side"] == side)  # noqa: E731
         number = 0
-        while (done("panel live") < args.pairs or done("lxc move") < args.pairs) and (
-            number < args.pairs + args.extra
-        ):
-            # A round: panel live and lxc move, first one then the other in turn, then two
-            # checkpoint-move-restores (there and back). A side already measured `--pairs`
-            # times successfully sits out; see pairs_of() for how runs are paired.
-            sides = ["panel live", "lxc move"] if number % 2 == 0 else ["lxc move", "panel live"]
-            sides = [side for side in sides if done(side) < args.pairs]
+        timed = ["panel live", "lxc move"] + (["api floor"] if args.floor else [])
+        while any(done(side) < args.pairs for side in timed) and (number < args.pairs + args.extra):
+            # A round: panel live and lxc move (and the floor), each round in another order,
+            # then two checkpoint-move-restores (there and back). A side already measured
+            # `--pairs` times successfully sits out; see pairs_of() for how runs are paired.
+            shift = number % len(timed)
+            sides = [side for side in timed[shift:] + timed[:shift] if done(side) < args.pairs]
             sides += ["panel stateful_move"] * (2 if done("panel stateful_move") < 2 * args.pairs
                                                 else 0)  # fmt: skip
             number += 1
@@ -489,8 +549,10 @@ def pairs_of(rows: list[dict]) -> list[dict]:
     ok = lambda side: [r for r in rows if r["side"] == side and r["ok"]]  # noqa: E731
     cmr = ok("panel stateful_move")
     pairs = []
+    floors = ok("api floor")
     for number, (live, move) in enumerate(zip(ok("panel live"), ok("lxc move"), strict=False)):
         mine = cmr[2 * number : 2 * number + 2]
+        floor = floors[number] if number < len(floors) else None
         pairs.append({
             "label": f"{number + 1}: {live['label']} / {move['label']}",
             "cmr_frozen": [ratio(r["downtime"], move["frozen"]) for r in mine],
@@ -502,6 +564,8 @@ def pairs_of(rows: list[dict]) -> list[dict]:
             "like_for_like": ratio(live["wall"], move["wall_deleted"]),
             "held": live["phases"].get(HELD),
             "own": ratio(live["wall"] - live["phases"].get(HELD, 0), move["wall"]),
+            "floor": ratio(floor["wall"], move["wall"]) if floor else None,
+            "live_floor": ratio(live["wall"], floor["wall"]) if floor else None,
             "criu_gap": ratio(abs(live["observed"] - live["frozen"]), live["frozen"])
             if live.get("observed") is not None and live["frozen"] else None,
         })  # fmt: skip
@@ -544,12 +608,14 @@ def report_pairs(rows: list[dict]) -> None:
          "live downtime / lxc (frozen)", "live sampled / lxc sampled",
          "live click→done / lxc", "live total_seconds / lxc",
          "live click→done / (lxc + delete)", "clean-up waiting for LXD, s",
-         "live click→done without that wait / lxc", "|live observed - frozen| / frozen"],
+         "live click→done without that wait / lxc", "|live observed - frozen| / frozen",
+         "api floor / lxc", "live click→done / api floor"],
         [(p["label"], " ".join(fmt(v) for v in p["cmr_frozen"]),
           " ".join(fmt(v) for v in p["cmr_sampled"]), fmt(p["live_frozen"]),
           fmt(p["live_sampled"]), fmt(p["wall"]), fmt(p["total"]), fmt(p["like_for_like"]),
           fmt(p["held"]), fmt(p["own"]),
-          fmt(None if p["criu_gap"] is None else 100 * p["criu_gap"], 1) + " %")
+          fmt(None if p["criu_gap"] is None else 100 * p["criu_gap"], 1) + " %",
+          fmt(p["floor"]), fmt(p["live_floor"]))
          for p in pairs],
     )  # fmt: skip
     flat = lambda key: [v for p in pairs for v in p[key]]  # noqa: E731
@@ -581,6 +647,10 @@ def report_pairs(rows: list[dict]) -> None:
          ("total time ratio, panel live click→done / lxc move + lxc delete of its leftover",
           fmt(median(known(pick("like_for_like"))), 3), "≤ 1.05",
           verdict(median(known(pick("like_for_like"))), 1.05)),
+         ("total time ratio, api floor (lxc move's requests + delete, nothing else) / lxc move",
+          fmt(median(known(pick("floor"))), 3), "-", "-"),
+         ("total time ratio, panel live click→done / api floor",
+          fmt(median(known(pick("live_floor"))), 3), "-", "-"),
          ("panel's clean-up waiting for LXD to release the source copy (lxcfs's sleep 0.5s), s",
           fmt(median(known(pick("held"))), 3), "-", "-"),
          ("total time ratio, panel live click→done minus that wait / lxc move",
@@ -605,6 +675,12 @@ def report_pairs(rows: list[dict]) -> None:
             for key in ("wall", "total", "downtime", "frozen", "sampled")))
          for side in sides],
     )  # fmt: skip
+    floors = [r for r in rows if r["side"] == "api floor" and r["ok"]]
+    if floors:
+        print(f"api floor: the target's operation succeeded after "
+              f"{fmt(median(r['moved'] for r in floors))} s (median); LXD refused the delete "
+              f"{fmt(median(r['refusals'] for r in floors), 0)} times (median) before taking "
+              f"it, the copy went at {fmt(median(r['wall'] for r in floors))} s\n")  # fmt: skip
     phase_rows = []
     for side in ("panel live", "panel stateful_move"):
         names = dict.fromkeys(n for r in rows if r["side"] == side for n in r["phases"])
