@@ -318,19 +318,26 @@ class Migration:
         to catch the freeze, and copying `fs_progress` from whichever end reports it."""
         deadline = time.monotonic() + settings.OPERATION_TIMEOUT_SECONDS
         while True:
-            target_state = lxd.operation_state(self.target.target, target_op)
-            if watch_freeze and self.downtime_start is None:
-                self.notice_freeze()
-            elif watch_freeze and self.first_freeze_from is not None:
-                self.notice_thaw()
-            elif watch_freeze and self.target_running_at is None:
-                self.notice_target_running()
+            sampling = watch_freeze and self.target_running_at is None
+            if sampling:
+                target_state = lxd.operation_state(self.target.target, target_op)
+                if self.downtime_start is None:
+                    self.notice_freeze()
+                elif self.first_freeze_from is not None:
+                    self.notice_thaw()
+                else:
+                    self.notice_target_running()
+            else:
+                # Nothing left to sample: LXD answers the moment its operation ends (polling
+                # found that end 0.05 s late on average, on every migration's path).
+                target_state = lxd.wait_operation(self.target.target, target_op, seconds=1)
             if target_state is None or target_state.finished:
                 break
             self.source.record_progress(target_state.progress_text)
             if time.monotonic() > deadline:
                 raise self.target_failed(source_op, target_op, "the migration timed out")
-            time.sleep(SAMPLE_INTERVAL)
+            if sampling:
+                time.sleep(SAMPLE_INTERVAL)
         if target_state is not None and target_state.status != "Success":
             error = target_state.error
             if mode == "pull" and any(word in error.lower() for word in CONNECTION_TROUBLE):
