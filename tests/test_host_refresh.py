@@ -6,12 +6,14 @@ import ssl
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.db import transaction
 
 from panel import lxd
 from panel.models import Host
 from tests.conftest import wait_for
-from workers.hosts import sync_host
+from tests.lab_tools import enroll, untrust_certificate
+from workers.hosts import sync_host, target_for
 
 
 def refreshed(host: Host, timeout: float = 30) -> Host:
@@ -93,3 +95,24 @@ def test_a_certificate_that_does_not_match_the_pin_is_refused_as_possible_interc
 def test_a_host_without_a_pinned_certificate_is_never_contacted_blindly():
     with pytest.raises(lxd.LXDError, match="no pinned server certificate"):
         lxd.server_facts(lxd.Target(endpoint="https://127.0.0.1:1"))
+
+
+@pytest.mark.lab
+@pytest.mark.django_db(transaction=True)
+def test_facts_asked_on_a_kept_connection_are_the_server_s_answer_of_now(lab, untrusted_panel):
+    """server_facts keeps its client and, next time, asks GET /1.0 again on it instead of a
+    new TLS handshake. What it reports must be what LXD says now, not what it said when
+    the connection was made: here the panel's trust is taken away in between."""
+    host = enroll(lab_host(lab))
+    target = target_for(host)
+    lxd.forget_client(target)
+    assert lxd.server_facts(target)["auth"] == "trusted"
+    kept = lxd.reused_client(target)
+    cert_path, _ = lxd.ensure_client_certificate(Path(settings.PANEL_CLIENT_CERT_DIR))
+    untrust_certificate(lab_host(lab), cert_path)
+
+    facts = lxd.server_facts(target)
+
+    assert lxd.reused_client(target) is kept, "the kept connection was not used"
+    assert facts["auth"] == "untrusted"
+    assert "storage_pools" not in facts  # nothing that needs trust was claimed
