@@ -681,8 +681,14 @@ def migration_target_body(
     }
 
 
-def operation_url(endpoint: str, operation_id: str) -> str:
-    return f"{endpoint.rstrip('/')}/1.0/operations/{operation_id}"
+def migration_peer(target: Target, operation_id: str, secrets: dict) -> dict:
+    """What the other end of a migration needs to join this end's operation: its URL, the
+    server certificate to pin, and the websocket secrets."""
+    return {
+        "operation": f"{target.endpoint.rstrip('/')}/1.0/operations/{operation_id}",
+        "certificate": server_certificate(target),
+        "secrets": secrets,
+    }
 
 
 def start_delete_instance(target: Target, name: str) -> str:

@@ -287,12 +287,7 @@ class Migration:
                 source_target, self.name, live, unfrozen_first_copy=unfrozen
             )
             self.source.remember(source_op)
-            origin = {
-                "mode": "pull",
-                "operation": lxd.operation_url(self.source_host.endpoint, source_op),
-                "certificate": lxd.server_certificate(source_target),
-                "secrets": secrets,
-            }
+            origin = {"mode": "pull", **lxd.migration_peer(source_target, source_op, secrets)}
             body = lxd.migration_target_body(definition, self.new_name, live, pool, origin)
             target_op, _ = lxd.start_migration_target(target_target, body)
             self.target.remember(target_op)
@@ -302,11 +297,7 @@ class Migration:
             )
             target_op, secrets = lxd.start_migration_target(target_target, body)
             self.target.remember(target_op)
-            push_to = {
-                "operation": lxd.operation_url(self.target_host.endpoint, target_op),
-                "certificate": lxd.server_certificate(target_target),
-                "secrets": secrets,
-            }
+            push_to = lxd.migration_peer(target_target, target_op, secrets)
             source_op, _ = lxd.start_migration_source(
                 source_target, self.name, live, push_to, unfrozen_first_copy=unfrozen
             )
@@ -318,8 +309,7 @@ class Migration:
         to catch the freeze, and copying `fs_progress` from whichever end reports it."""
         deadline = time.monotonic() + settings.OPERATION_TIMEOUT_SECONDS
         while True:
-            sampling = watch_freeze and self.target_running_at is None
-            if sampling:
+            if self.sampling(watch_freeze):
                 target_state = lxd.operation_state(self.target.target, target_op)
                 if self.downtime_start is None:
                     self.notice_freeze()
@@ -336,7 +326,7 @@ class Migration:
             self.source.record_progress(target_state.progress_text)
             if time.monotonic() > deadline:
                 raise self.target_failed(source_op, target_op, "the migration timed out")
-            if sampling:
+            if self.sampling(watch_freeze):  # not once the target runs: wait on LXD
                 time.sleep(SAMPLE_INTERVAL)
         if target_state is not None and target_state.status != "Success":
             error = target_state.error
@@ -348,6 +338,10 @@ class Migration:
         # The source's side ends later; it is settled during clean-up (waiting for it here
         # once added 1.2 s to a measured downtime).
         self.unsettled_source_op = source_op
+
+    def sampling(self, watch_freeze: bool) -> bool:
+        """Still watching for the downtime's start or end (it ends when the target runs)."""
+        return watch_freeze and self.target_running_at is None
 
     def notice_target_running(self) -> None:
         """The downtime ends when the container runs on the target: LXD's target operation
