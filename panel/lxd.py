@@ -90,8 +90,9 @@ def connect(target: Target) -> pylxd.Client:
 
 # Operations make many small calls in a row (start, poll, verify); a new client costs a TLS
 # handshake and a GET /1.0 each time, about 30 ms here, so they reuse one for a short while.
-# Facts and trust always use a fresh client (they need LXD's current answer to GET /1.0);
-# `server_facts` then keeps it for the calls that follow.
+# Facts need LXD's current answer to GET /1.0: `server_facts` asks it again on a kept client
+# (or makes a new one) and keeps the client for the calls that follow. Trust always uses a
+# new client.
 CLIENT_REUSE_SECONDS = 30.0
 # Per thread: a migration's clean-up polls the source from one thread while another waits on
 # its LXD operation, and a requests session is not promised to be thread-safe.
@@ -140,17 +141,19 @@ def server_facts(target: Target) -> dict:
     """What the server says about itself (`lxc info`), its CPU, pools, profiles, networks,
     as of now. The client is kept: a migration's next calls on this host then skip a TLS
     handshake and a GET /1.0 (about 35 ms on the lab), right before the container starts
-    moving. A client kept from earlier calls is asked GET /1.0 again (2 ms) rather than
-    replaced (a handshake, 22 ms): a migration's re-check runs right after its pre-flight."""
-    try:
-        client = _kept_client(target)
-        if client is None:
-            return _facts(fresh_client(target))
+    moving. A client this thread kept from calls in the last CLIENT_REUSE_SECONDS (a
+    pre-flight, an earlier operation) is asked GET /1.0 again (2 ms) rather than replaced
+    (a handshake, 22 ms); if that fails (LXD may have closed the idle connection), a new
+    client asks."""
+    kept = _kept_client(target)
+    if kept is not None:
         try:
-            client.host_info = client.api.get().json()["metadata"]
-        except Exception as error:
-            raise lxd_error(error, target.endpoint) from error
-        return _facts(client)
+            kept.host_info = _get(kept, "/")
+            return _facts(kept)
+        except LXDError:
+            forget_client(target)
+    try:
+        return _facts(fresh_client(target))
     except LXDError:
         forget_client(target)
         raise
@@ -390,7 +393,7 @@ def _get(client: pylxd.Client, path: str, recursion: int = 0):
 
 def _raw_get(client: pylxd.Client, path: str, recursion: int = 0, is_api: bool = True):
     node = client.api
-    for part in path.strip("/").split("/"):
+    for part in filter(None, path.split("/")):  # "/" is /1.0 itself
         node = node[part]
     try:
         response = node.get(params={"recursion": recursion} if recursion else None, is_api=is_api)

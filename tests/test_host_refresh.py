@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import socket
 import ssl
+import struct
+import threading
 from pathlib import Path
 
 import pytest
@@ -111,8 +116,84 @@ def test_facts_asked_on_a_kept_connection_are_the_server_s_answer_of_now(lab, un
     cert_path, _ = lxd.ensure_client_certificate(Path(settings.PANEL_CLIENT_CERT_DIR))
     untrust_certificate(lab_host(lab), cert_path)
 
-    facts = lxd.server_facts(target)
+    try:
+        facts = lxd.server_facts(target)
+        assert lxd.reused_client(target) is kept, "a new client was made: the kept one unused"
+        assert facts["auth"] == "untrusted"
+        assert "storage_pools" not in facts  # nothing that needs trust was claimed
+    finally:
+        lxd.forget_client(target)  # the next tests start on a client of their own
 
-    assert lxd.reused_client(target) is kept, "the kept connection was not used"
-    assert facts["auth"] == "untrusted"
-    assert "storage_pools" not in facts  # nothing that needs trust was claimed
+
+class CuttingProxy(threading.Thread):
+    """A TCP forwarder to a lab LXD that can cut the connections it has open at the moment
+    their next request arrives (as a server closing an idle connection just as the client
+    reuses it), while new connections go through as before."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        super().__init__(daemon=True)
+        self.upstream = upstream
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.generation, self.cut_below, self.cuts = 0, 0, 0
+
+    def cut_open_connections(self) -> None:
+        self.generation += 1
+        self.cut_below = self.generation
+
+    def run(self) -> None:
+        while True:
+            try:
+                downstream, _ = self.listener.accept()
+            except OSError:  # closed by stop()
+                return
+            upstream = socket.create_connection(self.upstream)
+            born = self.generation
+            for source, sink, asks in ((downstream, upstream, True), (upstream, downstream, False)):
+                threading.Thread(
+                    target=self.pipe, args=(source, sink, asks, born), daemon=True
+                ).start()
+
+    def pipe(self, source: socket.socket, sink: socket.socket, asks: bool, born: int) -> None:
+        try:
+            while data := source.recv(65536):
+                if asks and born < self.cut_below:
+                    self.cuts += 1
+                    for end in (source, sink):  # a reset, not a polite close
+                        end.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                        end.close()
+                    return
+                sink.sendall(data)
+        except OSError:
+            pass
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def stop(self) -> None:
+        self.listener.close()
+
+
+@pytest.mark.lab
+@pytest.mark.django_db(transaction=True)
+def test_facts_are_asked_on_a_new_connection_when_the_kept_one_was_cut(lab, untrusted_panel):
+    """A kept connection can die just as it is reused (LXD closing it while idle): the
+    facts are then asked on a new connection instead of calling the host unreachable."""
+    host = enroll(lab_host(lab))
+    proxy = CuttingProxy((lab_host(lab)["address"], 8443))
+    proxy.start()
+    target = dataclasses.replace(target_for(host), endpoint=f"https://127.0.0.1:{proxy.port}")
+    try:
+        assert lxd.server_facts(target)["auth"] == "trusted"
+        kept = lxd.reused_client(target)
+        proxy.cut_open_connections()
+
+        facts = lxd.server_facts(target)
+
+        assert proxy.cuts == 1, "the kept connection was not the one asked first"
+        assert facts["auth"] == "trusted"
+        assert facts["server_version"].startswith("5.")
+        assert lxd.reused_client(target) is not kept
+    finally:
+        lxd.forget_client(target)
+        proxy.stop()
