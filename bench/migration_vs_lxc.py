@@ -241,22 +241,10 @@ class Bench:
         instance = self.instance(source, name)
         sampler = Sampler(self.targets[source["name"]], self.targets[target["name"]], name)
         sampler.start()
-        started = time.perf_counter()
-        response = self.client.post(f"/containers/{instance.pk}/migrate/",
-                                    {"target": self.hosts[target["name"]].pk,
-                                     "strategy": strategy})  # fmt: skip
-        location = response.get("Location", "")
-        if "/operations/" not in location:
-            sampler.finish()
-            raise RuntimeError(f"the panel did not start the migration: {location}")
-        pk = int(location.split("/")[2])
-        while True:
-            status = Operation.objects.filter(pk=pk).values_list("status", flat=True).get()
-            if status not in Operation.ACTIVE:
-                click = time.perf_counter() - started
-                break
-            time.sleep(0.01)
-        sampled = sampler.finish()
+        try:
+            pk, click = self.click_and_wait(instance, target, strategy)
+        finally:
+            sampled = sampler.finish()
         operation = Operation.objects.get(pk=pk)
         result = operation.result or {}
         ok = operation.status == Operation.Status.SUCCEEDED
@@ -272,35 +260,44 @@ class Bench:
         row["phases"] = phases
         return row
 
+    def click_and_wait(self, instance, target: dict, strategy: str) -> tuple[int, float]:
+        """POST the migration as a logged-in user would; (operation pk, seconds until the
+        Operation row is terminal, observed every 10 ms)."""
+        from panel.models import Operation
+
+        started = time.perf_counter()
+        response = self.client.post(f"/containers/{instance.pk}/migrate/",
+                                    {"target": self.hosts[target["name"]].pk,
+                                     "strategy": strategy})  # fmt: skip
+        location = response.get("Location", "")
+        if "/operations/" not in location:
+            raise RuntimeError(f"the panel did not start the migration: {location}")
+        pk = int(location.split("/")[2])
+        while Operation.objects.filter(pk=pk, status__in=Operation.ACTIVE).exists():
+            time.sleep(0.01)
+        return pk, time.perf_counter() - started
+
     def lxc_move(self, name: str, source: dict, target: dict) -> dict:
         sampler = Sampler(self.targets[source["name"]], self.targets[target["name"]], name)
         sampler.start()
-        since = time.time()
-        started = time.perf_counter()
-        origin, destination = REMOTES[source["name"]], REMOTES[target["name"]]
-        command = subprocess.run(
-            ["lxc", "move", *LXC_MOVE_FLAGS, f"{origin}:{name}", f"{destination}:{name}"],
-            env={**os.environ, "LXD_CONF": str(self.lxd_conf)}, capture_output=True, text=True,
-            timeout=240,  # a normal one takes about 12 s; a stuck one never ends
-        )  # fmt: skip
-        wall = time.perf_counter() - started
-        from panel import lxd
+        try:
+            since = time.time()
+            started = time.perf_counter()
+            origin, destination = REMOTES[source["name"]], REMOTES[target["name"]]
+            command = subprocess.run(
+                ["lxc", "move", *LXC_MOVE_FLAGS, f"{origin}:{name}", f"{destination}:{name}"],
+                env={**os.environ, "LXD_CONF": str(self.lxd_conf)}, capture_output=True, text=True,
+                timeout=240,  # a normal one takes about 12 s; a stuck one never ends
+            )  # fmt: skip
+            wall = time.perf_counter() - started
+            from panel import lxd
 
-        frozen = frozen_in_dump_log(source, name, since)  # before the leftover goes (a file read)
-        left = lxd.instance_status(self.targets[source["name"]], name)
-        # Like for like: the panel ends with the source copy deleted; `lxc move` leaves it
-        # behind, and a user finishes the job with `lxc delete`, retried while LXD is busy.
-        finished = None
-        if left is not None:
-            while time.perf_counter() - started < wall + 30:
-                delete = subprocess.run(["lxc", "delete", f"{origin}:{name}"],
-                                        env={**os.environ, "LXD_CONF": str(self.lxd_conf)},
-                                        capture_output=True, timeout=60)  # fmt: skip
-                if delete.returncode == 0:
-                    finished = time.perf_counter() - started
-                    break
-                time.sleep(0.05)
-        sampled = sampler.finish()
+            # Read before the leftover goes (a file read).
+            frozen = frozen_in_dump_log(source, name, since)
+            left = lxd.instance_status(self.targets[source["name"]], name)
+            finished = self.lxc_delete(origin, name, started) if left is not None else None
+        finally:
+            sampled = sampler.finish()
         ok = status_on(target, name) == "Running"
         error = command.stderr.strip().splitlines()[-1] if command.returncode else ""
         return {
@@ -311,49 +308,38 @@ class Bench:
             "note": error if not ok else "", "stderr": error, "phases": {},
         }  # fmt: skip
 
+    def lxc_delete(self, remote: str, name: str, started: float) -> float | None:
+        """Like for like: the panel ends with the source copy deleted; `lxc move` leaves it
+        behind, and a user finishes the job with `lxc delete`, retried every 50 ms while LXD
+        is busy. Seconds since `started` when it went, or None if it would not."""
+        deadline = time.perf_counter() + 30
+        while time.perf_counter() < deadline:
+            delete = subprocess.run(["lxc", "delete", f"{remote}:{name}"],
+                                    env={**os.environ, "LXD_CONF": str(self.lxd_conf)},
+                                    capture_output=True, timeout=60)  # fmt: skip
+            if delete.returncode == 0:
+                return time.perf_counter() - started
+            time.sleep(0.05)
+        return None
+
     def api_floor(self, name: str, source: dict, target: dict) -> dict:
         """The least a tool can do and still end, as the panel does, with the source copy
-        deleted: `lxc move`'s own requests (the same first copy, frozen unless
-        --lxc-allow-inconsistent) through the panel's LXD module, with no queue, database,
-        pre-flight or verification, then a delete retried every 20 ms from the moment the
-        target's operation succeeds until LXD takes it. What it takes beyond `lxc move` is
-        LXD's, not the panel's: it bounds the total time ratio any such tool can reach."""
-        from panel import lxd
+        deleted: the panel's own two requests (with the unfrozen first copy where the
+        source offers it, as the panel asks) through its LXD module, with no queue,
+        database, pre-flight or verification, then a delete retried every 20 ms from the
+        moment the target's operation succeeds until LXD takes it. What it takes beyond
+        `lxc move` is LXD's: it bounds the total time ratio any such tool can reach."""
+        from workers.migrations import UNFROZEN_FIRST_COPY
 
         origin, destination = self.targets[source["name"]], self.targets[target["name"]]
+        unfrozen = UNFROZEN_FIRST_COPY in self.hosts[source["name"]].facts["api_extensions"]
         sampler = Sampler(origin, destination, name)
         sampler.start()
         since = time.time()
-        started = time.perf_counter()
-        definition = lxd.instance_definition(origin, name)
-        unfrozen = "--allow-inconsistent" in LXC_MOVE_FLAGS
-        source_op, secrets = lxd.start_migration_source(
-            origin, name, live=True, unfrozen_first_copy=unfrozen
-        )
-        pull = {"mode": "pull", "secrets": secrets,
-                "operation": lxd.operation_url(origin.endpoint, source_op),
-                "certificate": lxd.server_certificate(origin)}  # fmt: skip
-        body = lxd.migration_target_body(definition, name, True, "", pull)
-        target_op, _ = lxd.start_migration_target(destination, body)
-        state = lxd.wait_operation(destination, target_op, seconds=120)
-        moved = time.perf_counter() - started
-        if state is None or state.status != "Success":
-            sampler.finish()
-            raise RuntimeError(f"the target's operation ended: {state}")
-        refusals, finished = 0, None
-        while time.perf_counter() - started < moved + 30:
-            try:
-                deleted = lxd.wait_operation(
-                    origin, lxd.start_delete_instance(origin, name), seconds=30
-                )
-            except lxd.LXDError:  # refused at once while LXD still stops the copy
-                deleted = None
-            if deleted is not None and deleted.status == "Success":
-                finished = time.perf_counter() - started
-                break
-            refusals += 1
-            time.sleep(0.02)
-        sampled = sampler.finish()
+        try:
+            moved, finished, refusals = move_then_delete(origin, destination, name, unfrozen)
+        finally:
+            sampled = sampler.finish()
         frozen = frozen_in_dump_log(source, name, since)
         ok = finished is not None and status_on(target, name) == "Running"
         return {
@@ -363,6 +349,40 @@ class Bench:
             "leftover": "none" if finished else "source copy",
             "note": "" if ok else "the copy would not go", "phases": {},
         }  # fmt: skip
+
+
+def move_then_delete(origin, destination, name: str, unfrozen: bool):
+    """Bench.api_floor's timed part: (target's operation done, copy deleted or None,
+    deletes refused), seconds from the first request."""
+    from panel import lxd
+
+    started = time.perf_counter()
+    definition = lxd.instance_definition(origin, name)
+    source_op, secrets = lxd.start_migration_source(
+        origin, name, live=True, unfrozen_first_copy=unfrozen
+    )
+    pull = {"mode": "pull", **lxd.migration_peer(origin, source_op, secrets)}
+    body = lxd.migration_target_body(definition, name, True, "", pull)
+    target_op, _ = lxd.start_migration_target(destination, body)
+    state = lxd.wait_operation(destination, target_op, seconds=10)
+    while state is not None and not state.finished and time.perf_counter() - started < 240:
+        state = lxd.wait_operation(destination, target_op, seconds=10)
+    moved = time.perf_counter() - started
+    if state is None or state.status != "Success":
+        raise RuntimeError(f"the target's operation ended: {state}")
+    refusals = 0
+    while time.perf_counter() - started < moved + 30:
+        try:
+            deleted = lxd.wait_operation(
+                origin, lxd.start_delete_instance(origin, name), seconds=10
+            )
+        except lxd.LXDError:  # refused at once while LXD still stops the copy
+            deleted = None
+        if deleted is not None and deleted.status == "Success":
+            return moved, time.perf_counter() - started, refusals
+        refusals += 1
+        time.sleep(0.02)
+    return moved, None, refusals
 
 
 # --- the runs ---------------------------------------------------------------------------------
