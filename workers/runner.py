@@ -111,21 +111,9 @@ def claim_operation(operation_id: int) -> str:
         operation = pending.select_related("source_host", "target_host").first()
         if operation is None:
             return NOT_PENDING
-        full = hosts_at_limit(operation)
-        ahead = None if full else older_waiter(operation)
+        text = why_it_waits(operation)
         now = timezone.now()
-        if full or ahead:
-            if full:
-                waiting = ", ".join(f"{host.name} runs {count}" for host, count in full)
-                text = (
-                    f"Waiting for a free slot: {waiting} "
-                    f"(limit {settings.HOST_MAX_OPERATIONS} per host); it starts by itself."
-                )
-            else:
-                text = (
-                    f"Waiting for a free slot: operation #{ahead.pk}, asked earlier for the "
-                    "same host, goes first; this one starts by itself."
-                )
+        if text:
             pending.update(stage=WAITING_FOR_HOST, progress_text=text, heartbeat_at=now)
             if operation.stage != WAITING_FOR_HOST:
                 operation.log(text, WAITING_FOR_HOST)
@@ -138,6 +126,24 @@ def claim_operation(operation_id: int) -> str:
             progress_text="",
         )
         return CLAIMED
+
+
+def why_it_waits(operation: Operation) -> str:
+    """Why the operation may not take its hosts' slots now, in words; '' when it may."""
+    full = hosts_at_limit(operation)
+    if full:
+        waiting = ", ".join(f"{host.name} runs {count}" for host, count in full)
+        return (
+            f"Waiting for a free slot: {waiting} "
+            f"(limit {settings.HOST_MAX_OPERATIONS} per host); it starts by itself."
+        )
+    ahead = older_waiter(operation)
+    if ahead:
+        return (
+            f"Waiting for a free slot: operation #{ahead.pk}, asked earlier for the "
+            "same host, goes first; this one starts by itself."
+        )
+    return ""
 
 
 def slot_hosts(operation: Operation) -> list[Host]:
