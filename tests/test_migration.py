@@ -32,6 +32,20 @@ CONTAINER = {
 }
 
 
+def succeeded_migration(source: Host, target: Host, downtime: float, result: dict) -> Operation:
+    """A migration of container "c" that ended well, as the worker leaves its row."""
+    return Operation.objects.create(
+        kind="migrate",
+        instance_name="c",
+        source_host=source,
+        target_host=target,
+        status="succeeded",
+        downtime_seconds=downtime,
+        finished_at=timezone.now(),
+        result=result,
+    )
+
+
 def checks(source_facts=None, target_facts=None, container=None, pool="", taken=False):
     source = Side("h1", True, True, "", {**FACTS, **(source_facts or {})})
     target = Side("h2", True, True, "", {**FACTS, **(target_facts or {})})
@@ -121,16 +135,7 @@ def test_with_both_measured_the_lower_median_downtime_wins_and_says_so():
         ("stateful_move", 30.0),
         ("stateful_move", 29.0),
     ]:
-        Operation.objects.create(
-            kind="migrate",
-            instance_name="c",
-            source_host=h1,
-            target_host=h2,
-            status="succeeded",
-            downtime_seconds=downtime,
-            finished_at=timezone.now(),
-            result={"strategy": strategy},
-        )
+        succeeded_migration(h1, h2, downtime, {"strategy": strategy})
     strategy, reason = recommend(h1, h2, running=True, criu_possible=True)
     assert strategy == "live"
     assert "live migration 10.70 s (median of 2)" in reason
@@ -203,24 +208,15 @@ def test_the_page_says_where_the_downtime_comes_from_and_shows_the_cross_check(o
     h1, h2 = make_host("h1"), make_host("h2")
     phases = [{"name": "frozen", "start": 0.3, "end": 10.9, "duration": 10.6, "down": True}]
     figure, source = downtime_figure(10.6, 0.17, 11.05)
-    operation = Operation.objects.create(
-        kind="migrate",
-        instance_name="c",
-        source_host=h1,
-        target_host=h2,
-        status="succeeded",
-        downtime_seconds=figure,
-        finished_at=timezone.now(),
-        result={
-            "strategy": "live",
-            "total_seconds": 11.5,
-            "phases": phases,
-            "criu_frozen_seconds": 10.6,
-            "observed_downtime_seconds": 11.05,
-            "first_copy_freeze_seconds": 0.17,
-            "downtime_source": source,
-        },
-    )
+    operation = succeeded_migration(h1, h2, figure, {
+        "strategy": "live",
+        "total_seconds": 11.5,
+        "phases": phases,
+        "criu_frozen_seconds": 10.6,
+        "observed_downtime_seconds": 11.05,
+        "first_copy_freeze_seconds": 0.17,
+        "downtime_source": source,
+    })  # fmt: skip
     page = operator_client.get(f"/operations/{operation.pk}/").content.decode()
     assert "10.77 s (the container was not running anywhere; from CRIU&#x27;s dump log" in page
     assert "first copy (0.17 s, observed)" in page
