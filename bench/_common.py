@@ -15,6 +15,7 @@ import math
 import os
 import platform
 import shutil
+import socket
 import sqlite3
 import statistics
 import subprocess
@@ -66,6 +67,12 @@ def discard(folder: Path) -> None:
 
     connections.close_all()
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def machine() -> list[tuple[str, str]]:
@@ -160,7 +167,9 @@ def progress(message: str) -> None:
     print(f"... {message}", file=sys.stderr, flush=True)
 
 
-def start_redis_and_worker(folder: Path, port: int, name: str) -> list[subprocess.Popen]:
+def start_redis_and_worker(
+    folder: Path, port: int, name: str, concurrency: int = 2
+) -> list[subprocess.Popen]:
     """A private Redis on `port` and a real Celery worker on it, for benchmarks that run the
     panel for real (PANEL_REDIS_URL must already point at that port). Stop them with
     `stop(processes)`."""
@@ -171,7 +180,7 @@ def start_redis_and_worker(folder: Path, port: int, name: str) -> list[subproces
     time.sleep(0.5)
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", "panel",
-         "--hostname", f"{name}-{os.getpid()}@localhost", "--concurrency", "2",
+         "--hostname", f"{name}-{os.getpid()}@localhost", "--concurrency", str(concurrency),
          "--loglevel", "WARNING", "--without-gossip", "--without-mingle"],
         cwd=ROOT, env=os.environ.copy(), stdout=(folder / "worker.log").open("w"),
         stderr=subprocess.STDOUT,

@@ -13,9 +13,9 @@ its own on a free port, a real Celery worker process, the lab's agents started o
 `benchm-bundle-*` runs on host1; host2 is switched to Debian's stock CRIU (`lab.py criu host2
 stock`, always switched back to `fixed` in a finally); a live migration host1 -> host2 is
 POSTed through Django's full stack as a superuser; it fails for real at restore on host2. The
-worker then builds the automatic bundle (workers/bundles.py). Reported: the bundle's
+worker then builds the automatic bundle (panel/bundles/collect.py). Reported: the bundle's
 created_at -> finished_at and its manifest's own collection_seconds; then
-workers.bundles.build (the plain function behind the task: API calls to both hosts, both
+panel.bundles.collect.build (the plain function behind the task: API calls to both hosts, both
 agents, redaction, manifest, report, tarball) is timed directly `--runs` more times for the
 same failed operation, from this process.
 
@@ -41,16 +41,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 
 from _common import (
     ROOT,
     discard,
+    free_port,
     isolate,
     lab_state,
     milliseconds,
@@ -70,12 +69,6 @@ def lxc(host: dict, *args: str, check: bool = True) -> str:
                           text=True, timeout=120).stdout  # fmt: skip
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def agents_running() -> list[str]:
     status = json.loads(subprocess.run([*LAB_PY, "status", "--json"], check=True,
                                        capture_output=True, text=True).stdout)  # fmt: skip
@@ -89,7 +82,8 @@ def set_criu(host: dict, mode: str) -> None:
 
 def wait_for_agents(hosts: list) -> float:
     """Every agent answers a probe on its queue (as tests/conftest.py's lab_agents waits)."""
-    from workers.agent import probe_task, queue_for
+    from panel.hosts.agent_access import queue_for, reply_id
+    from workers.agent import probe_task
 
     started = time.monotonic()
     for host in hosts:
@@ -97,7 +91,9 @@ def wait_for_agents(hosts: list) -> float:
         deadline = time.monotonic() + 60
         while True:
             try:
-                if probe_task.apply_async(queue=queue, expires=5).get(timeout=5):
+                if probe_task.apply_async(queue=queue, task_id=reply_id(queue), expires=5).get(
+                    timeout=5
+                ):
                     break
             except Exception:  # not consuming yet
                 if time.monotonic() > deadline:
@@ -123,17 +119,15 @@ def main() -> None:
     os.environ["PANEL_REDIS_URL"] = redis_url
     os.environ["PANEL_MIGRATION_SOURCE_GRACE_SECONDS"] = str(args.source_grace)
     folder = isolate("bundle")
-    from django.conf import settings
     from django.core.management import call_command
 
-    from panel import lxd
+    from panel.hosts.identity import client_identity
     from tests.lab_tools import enroll, kill_stuck_dumps
 
     call_command("collectstatic", interactive=False, verbosity=0)  # the pages the POST renders
 
     host1, host2 = lab["hosts"][:2]
     name = f"benchm-bundle-{uuid.uuid4().hex[:6]}"
-    client_cert = lxd.ensure_client_certificate(Path(settings.PANEL_CLIENT_CERT_DIR))
     services: list[subprocess.Popen] = []
     try:
         services = start_redis_and_worker(folder, port, "benchm-bundle")
@@ -158,7 +152,7 @@ def main() -> None:
         subprocess.run([*LAB_PY, "agents", "stop"], check=False, capture_output=True)
         for lab_host in (host1, host2):
             lxc(lab_host, "delete", "--force", name, check=False)
-        fingerprint = lxd.certificate_fingerprint(Path(client_cert[0]).read_text())
+        fingerprint = client_identity().fingerprint
         for lab_host in (host1, host2):
             lxc(lab_host, "config", "trust", "remove", fingerprint, check=False)
         stop(services)
@@ -246,8 +240,8 @@ def real_failure(hosts: list, host2: dict, name: str, grace: int):
 
 
 def direct_builds(operation, name: str, runs: int, figures: list, redis_url: str) -> None:
+    from panel.bundles.collect import build
     from panel.models import Bundle
-    from workers.bundles import build
 
     timings, sizes, collection = [], [], []
     for _ in range(runs):
@@ -264,7 +258,7 @@ def direct_builds(operation, name: str, runs: int, figures: list, redis_url: str
     if not figures:
         print_machine()
     print(
-        f"workers.bundles.build called directly, {runs} times, for operation "
+        f"panel.bundles.collect.build called directly, {runs} times, for operation "
         f"#{operation.pk} ({operation.status}), agents on {redis_url}; target: under 5000 ms\n"
     )
     print_table(

@@ -34,7 +34,7 @@ API_EXTENSIONS = 318
 
 
 def host_facts(number: int) -> dict:
-    """Facts shaped like what workers.hosts.sync stores for an LXD 5.0.2 server."""
+    """Facts shaped like what panel.hosts.inventory.sync stores for an LXD 5.0.2 server."""
     return {
         "server": "lxd",
         "server_version": "5.0.2",
@@ -203,7 +203,7 @@ def seed_instances(hosts: list, start: int, stop: int) -> None:
 def pages(rows: int, host_pk: int) -> list[tuple[str, str, dict]]:
     from django.urls import reverse
 
-    from panel.views.instances import PAGE_SIZE
+    from panel.web.views.instances import PAGE_SIZE
 
     containers = reverse("instance-list")
     filtered = f"{containers}?host=lxd03&state=Running&q=1"

@@ -9,273 +9,29 @@ of LXD requests it made.
 Creates the containers `bench-sync-001`... on lab host1 (`lxc init counter`, not started, to keep
 a small machine responsive), registers host1 in a throwaway database twice, over its unix
 socket and over HTTPS (enrolled with the panel's own lxd.trust and the lab's trust password),
-and runs workers.hosts.sync (the plain function behind the Celery task) several times at 20
-containers, at the full count, and with some of them running. Every LXD HTTP request is
+and runs panel.hosts.inventory.sync (the plain function behind the Celery task) several times
+at 20 containers, at the full count, and with some of them running. Every LXD HTTP request is
 counted by wrapping requests.Session.send in this process only. The benchmark deletes its
 containers and removes its client certificate from host1's trust store at the end, even
 after a failure. Prints figures; asserts nothing about them.
+
+Beside it: sync_lab.py (host1 and this run's containers), sync_runs.py (one timed sync,
+enrolment over HTTPS) and sync_report.py (the tables' rows).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import re
-import subprocess
 import sys
 import time
-from collections import Counter
-from dataclasses import dataclass, field
-from pathlib import Path
-from urllib.parse import urlsplit
 
 import _common
+from sync_lab import LAB_HOST, PREFIX, bench_containers, delete_containers, lab_host, lxc
+from sync_report import growth, query_kinds, summary_rows
+from sync_runs import Phase, client_certificate, enroll_over_https, run_syncs
 
-LAB_HOST = "host1"
-# Only names of this exact shape are ever deleted: other people's containers on the lab
-# (even ones called bench-something) are left alone.
-PREFIX = "bench-sync-"
-OURS = re.compile(r"bench-sync-\d{3}")
 SMALL = 20
 CREATION_BUDGET_SECONDS = 300
-
-
-def lab_host(name: str) -> dict:
-    status = subprocess.run(
-        ["python3", str(_common.ROOT / "lab" / "lab.py"), "status", "--json"],
-        capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
-    lab = json.loads(status.stdout)
-    host = next((host for host in lab["hosts"] if host["name"] == name), None)
-    if host is None or not host.get("lxd_answering"):
-        raise SystemExit(f"The lab's {name} is not answering: run `python3 lab/lab.py up` first.")
-    return {**host, "image_alias": lab["image_alias"]}
-
-
-def lxc(host: dict, *args: str, timeout: float = 300) -> str:
-    result = subprocess.run(
-        ["lxc", *args],
-        env={**os.environ, "LXD_DIR": host["lxd_dir"]},
-        capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
-    if result.returncode != 0:
-        raise RuntimeError(
-            f"lxc {' '.join(args[:3])}... on {host['name']}: {result.stderr.strip()}"
-        )
-    return result.stdout
-
-
-def bench_containers(host: dict) -> list[str]:
-    """This benchmark's containers on the host (by their exact name shape)."""
-    names = lxc(host, "list", "--format", "csv", "--columns", "n").split()
-    return sorted(name for name in names if OURS.fullmatch(name))
-
-
-def delete_containers(host: dict, names: list[str]) -> float:
-    started = time.perf_counter()
-    for chunk in range(0, len(names), 50):
-        lxc(host, "delete", "--force", *names[chunk : chunk + 50])
-    return time.perf_counter() - started
-
-
-@dataclass
-class LXDRequest:
-    method: str
-    path: str
-    seconds: float
-    size: int
-
-
-class LXDRequests:
-    """Records every HTTP request sent through requests (pylxd uses it for the unix socket
-    and for HTTPS alike) while active, by wrapping requests.Session.send."""
-
-    def __init__(self) -> None:
-        self.sent: list[LXDRequest] = []
-
-    def __enter__(self) -> LXDRequests:
-        import requests
-
-        self._original = original = requests.Session.send
-
-        def counting_send(session, request, **kwargs):
-            started = time.perf_counter()
-            response = original(session, request, **kwargs)
-            parts = urlsplit(request.url)
-            path = f"{parts.path}?{parts.query}" if parts.query else parts.path
-            size = 0 if kwargs.get("stream") else len(response.content)
-            self.sent.append(LXDRequest(request.method, path, time.perf_counter() - started, size))
-            return response
-
-        requests.Session.send = counting_send
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        import requests
-
-        requests.Session.send = self._original
-
-
-class InventoryTimer:
-    """Times record_inventory (the database half of a sync) by wrapping the name that
-    workers.hosts calls, in this process only."""
-
-    def __enter__(self) -> InventoryTimer:
-        import workers.hosts
-
-        self.seconds = 0.0
-        self._original = original = workers.hosts.record_inventory
-
-        def timed(*args, **kwargs):
-            started = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                self.seconds += time.perf_counter() - started
-
-        workers.hosts.record_inventory = timed
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        import workers.hosts
-
-        workers.hosts.record_inventory = self._original
-
-
-@dataclass
-class SyncRun:
-    seconds: float
-    requests: list[LXDRequest]
-    queries: list[str]
-    inventory_seconds: float
-
-
-@dataclass
-class Phase:
-    label: str
-    transport: str
-    containers: int
-    running: int
-    runs: list[SyncRun] = field(default_factory=list)
-    rows: int = 0
-    bench_rows: int = 0
-
-
-def run_syncs(phase: Phase, host_pk: int, count: int) -> Phase:
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
-    from panel.models import Host, Instance
-    from workers.hosts import sync
-
-    for number in range(count):
-        _common.progress(f"{phase.label}, {phase.transport}: sync {number + 1}/{count}")
-        host = Host.objects.get(pk=host_pk)
-        with (
-            LXDRequests() as sent,
-            CaptureQueriesContext(connection) as queries,
-            InventoryTimer() as inventory,
-        ):
-            started = time.perf_counter()
-            sync(host)
-            seconds = time.perf_counter() - started
-        host.refresh_from_db()
-        if host.status != Host.Status.ONLINE or host.last_error:
-            raise RuntimeError(f"sync of {host.name} failed: {host.last_error}")
-        sql = [query["sql"] for query in queries.captured_queries]
-        phase.runs.append(SyncRun(seconds, sent.sent, sql, inventory.seconds))
-    present = Instance.objects.present().filter(host_id=host_pk)
-    phase.rows = present.count()
-    phase.bench_rows = present.filter(name__startswith=PREFIX).count()
-    return phase
-
-
-def client_certificate() -> tuple[tuple[str, str], str]:
-    """The panel's client certificate in the throwaway data folder, and its fingerprint."""
-    from django.conf import settings
-
-    from panel import lxd
-
-    client_cert = lxd.ensure_client_certificate(Path(settings.PANEL_CLIENT_CERT_DIR))
-    return client_cert, lxd.certificate_fingerprint(Path(client_cert[0]).read_text())
-
-
-def enroll_over_https(host: dict, client_cert: tuple[str, str]):
-    """A Host row for host1's HTTPS address, trusted through the panel's own code path
-    (the same calls as workers.hosts.fetch_certificate and establish_trust)."""
-    from panel import lxd
-    from panel.models import Host
-
-    pem = lxd.fetch_server_certificate(host["url"])
-    target = lxd.Target(host["url"], server_certificate=pem, client_cert=client_cert)
-    lxd.trust(target, host["trust_password"])
-    return Host.objects.create(
-        name=f"{host['name']}-https", endpoint=host["url"], server_certificate=pem
-    )
-
-
-def summary_rows(phases: list[Phase]) -> list[tuple]:
-    rows = []
-    for phase in phases:
-        timings = _common.milliseconds([run.seconds for run in phase.runs])
-        lxd_ms = _common.milliseconds([sum(r.seconds for r in run.requests) for run in phase.runs])
-        db_ms = _common.milliseconds([run.inventory_seconds for run in phase.runs])
-        requests = sorted({len(run.requests) for run in phase.runs})
-        queries = [len(run.queries) for run in phase.runs]
-        received = max(sum(r.size for r in run.requests) for run in phase.runs) / 1024
-        rows.append(
-            (
-                phase.label, phase.transport, len(phase.runs), f"{phase.rows} ({phase.bench_rows})",
-                f"{timings['median']:.0f}", f"{timings['min']:.0f}", f"{timings['max']:.0f}",
-                "/".join(map(str, requests)), f"{lxd_ms['median']:.0f}", f"{received:.0f}",
-                f"{db_ms['median']:.0f}", f"{queries[0]}, then {max(queries[1:], default=0)}",
-            )
-        )  # fmt: skip
-    return rows
-
-
-def growth(phases: list[Phase]) -> list[str]:
-    """One sentence per transport: what grows from the smallest to the largest stopped set."""
-    sentences = []
-    for transport in dict.fromkeys(phase.transport for phase in phases):
-        stopped = [p for p in phases if p.transport == transport and p.running == 0]
-        if len(stopped) < 2 or stopped[0].containers == stopped[-1].containers:
-            continue
-        small, large = stopped[0], stopped[-1]
-
-        def figures(phase: Phase) -> tuple[int, int, float, float]:
-            last = phase.runs[-1]
-            inventory = _common.milliseconds([run.inventory_seconds for run in phase.runs])
-            lxd_ms = _common.milliseconds(
-                [sum(r.seconds for r in run.requests) for run in phase.runs]
-            )
-            return len(last.requests), len(last.queries), lxd_ms["median"], inventory["median"]
-
-        (r1, q1, l1, i1), (r2, q2, l2, i2) = figures(small), figures(large)
-        per_container = (i2 - i1) / (large.containers - small.containers)
-        sentences.append(
-            f"{transport}, {small.containers} -> {large.containers} containers: LXD requests "
-            f"per sync {r1} -> {r2}; SQL queries per steady sync {q1} -> {q2}; time in LXD "
-            f"{l1:.0f} -> {l2:.0f} ms; record_inventory {i1:.0f} -> {i2:.0f} ms "
-            f"(+{per_container:.2f} ms per container)"
-        )
-    return sentences
-
-
-def query_kinds(sql: list[str]) -> str:
-    """'UPDATE panel_instance: 4, ...' for one sync's statements."""
-    kinds = Counter()
-    for statement in sql:
-        words = statement.replace('"', "").split()
-        verb = words[0].upper()
-        table = ""
-        for keyword in ("FROM", "INTO", "UPDATE"):
-            if keyword in words[:-1] and (verb != "UPDATE" or keyword == "UPDATE"):
-                table = words[words.index(keyword) + 1]
-                break
-        kinds[f"{verb} {table}".strip()] += 1
-    return ", ".join(f"{kind}: {count}" for kind, count in kinds.items())
 
 
 def main() -> None:
@@ -388,7 +144,7 @@ def main() -> None:
     if bench_containers(host):
         notes.append(f"WARNING: {PREFIX}* containers are still on {LAB_HOST}: delete them.")
 
-    print(f"# bench/sync.py: workers.hosts.sync of lab {LAB_HOST} (LXD {server_version}), "
+    print(f"# bench/sync.py: panel.hosts.inventory.sync of lab {LAB_HOST} (LXD {server_version}), "
           f"{args.syncs} syncs per row\n")  # fmt: skip
     _common.print_machine()
     print(

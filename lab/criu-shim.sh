@@ -1,20 +1,29 @@
 #!/bin/sh
-# `criu` as seen by the lab's LXD daemons (first on their PATH, never /usr/sbin/criu).
+# `criu` as seen by the lab's LXD and Incus daemons (first on their PATH, never /usr/sbin/criu).
 #
 # liblxc 5.0.2 and CRIU 4.1.1 need four adjustments to work together on this kernel; each one
 # below was needed and is applied in this order (LAB.md section 3). The per-host mode file
 # /var/lib/lxd/lab-criu-mode is per host for free, since every host has its own tree mounted at
 # /var/lib/lxd in its own mount namespace: "fixed" (default) runs the private CRIU 4.1.1,
 # "stock" runs Debian 12's /usr/sbin/criu 3.17.1, which fails for real at dump on this kernel.
+# Incus 6.0.4 uses the same liblxc 5.0.2 and needs the same adjustments; an Incus host has its
+# tree at /var/lib/incus instead, where lab.py writes the mode file before the daemon starts
+# (an LXD host's /var/lib/incus is the machine's own, where the lab writes nothing).
 set -u
 
 lab_dir=$(cd -- "$(dirname -- "$0")/.." && pwd)
 prefix="$lab_dir/criu-prefix"
 libdir="$prefix/usr/lib/x86_64-linux-gnu"
 
+host_lib=/var/lib/lxd
+host_log=/var/log/lxd
+if [ -e /var/lib/incus/lab-criu-mode ]; then
+	host_lib=/var/lib/incus
+	host_log=/var/log/incus
+fi
 mode=fixed
-if [ -r /var/lib/lxd/lab-criu-mode ]; then
-	read -r mode </var/lib/lxd/lab-criu-mode || true
+if [ -r "$host_lib/lab-criu-mode" ]; then
+	read -r mode <"$host_lib/lab-criu-mode" || true
 fi
 
 # liblxc passes the action first: criu dump|restore|check ... ; "criu --version" has none.
@@ -35,7 +44,7 @@ for arg in "$@"; do
 done
 
 printf '%s mode=%s action=%s args=%s\n' "$(date '+%F %T')" "$mode" "$action" "$*" \
-	>>/var/log/lxd/criu-shim.log 2>/dev/null || true
+	>>"$host_log/criu-shim.log" 2>/dev/null || true
 
 if [ "$action" = dump ] && [ -n "$images_dir" ]; then
 	# 1. liblxc writes tty.info before calling CRIU, and the restore side then refuses with

@@ -6,4 +6,6 @@ class PanelConfig(AppConfig):
     verbose_name = "LXD panel"
 
     def ready(self) -> None:
-        from panel import audit  # noqa: F401  (connects the auth signal receivers)
+        # Connect the signal receivers: the audit trail's auth events, and the tokens revoked
+        # when their user's password changes or the user is deactivated.
+        from panel.accounts import audit, tokens  # noqa: F401

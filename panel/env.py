@@ -6,7 +6,11 @@ PANEL_DEBUG=ture deserves an error naming the variable instead, so this is done 
 
 from __future__ import annotations
 
+import builtins
+import ipaddress
+import json
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,10 +27,12 @@ class Env:
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self.environ = os.environ if environ is None else environ
 
+    # Inside the class these method names shadow the builtins, so the signatures below name
+    # the types as builtins.str and builtins.list.
     def str(self, name: str, default: str) -> str:
         return self.environ.get(name, default).strip()
 
-    def bool(self, name: str, default: bool) -> bool:
+    def bool(self, name: builtins.str, default: bool) -> bool:
         raw = self.environ.get(name)
         if raw is None:
             return default
@@ -39,7 +45,7 @@ class Env:
             f"{name}={raw!r} is not a boolean: use one of true/false, 1/0, yes/no, on/off."
         )
 
-    def int(self, name: str, default: int, minimum: int = 0) -> int:
+    def int(self, name: builtins.str, default: int, minimum: int = 0) -> int:
         raw = self.environ.get(name)
         if raw is None or not raw.strip():
             return default
@@ -51,13 +57,52 @@ class Env:
             raise ImproperlyConfigured(f"{name}={raw!r} must be at least {minimum}.")
         return value
 
-    def list(self, name: str, default: list[str]) -> list[str]:
+    def list(
+        self, name: builtins.str, default: builtins.list[builtins.str]
+    ) -> builtins.list[builtins.str]:
         raw = self.environ.get(name)
         if raw is None:
             return default
         return [item.strip() for item in raw.split(",") if item.strip()]
 
-    def choice(self, name: str, default: str, choices: list[str]) -> str:
+    def networks(self, name: builtins.str) -> builtins.list[builtins.str]:
+        """A comma-separated list of addresses or networks (127.0.0.1, 127.0.0.0/8)."""
+        found = self.list(name, [])
+        for network in found:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ImproperlyConfigured(
+                    f"{name}: {network!r} is not an address or network "
+                    "(e.g. 127.0.0.1 or 127.0.0.0/8)."
+                ) from None
+        return found
+
+    def regexes(self, name: builtins.str) -> builtins.list[builtins.str]:
+        """A JSON list of regular expressions (JSON, because regexes contain commas)."""
+        raw = self.str(name, "[]") or "[]"
+        try:
+            patterns = json.loads(raw)
+        except ValueError:
+            patterns = None
+        if not isinstance(patterns, builtins.list) or not all(
+            isinstance(p, builtins.str) for p in patterns
+        ):
+            raise ImproperlyConfigured(
+                f'{name} must be a JSON list of regexes, e.g. ["corp-[0-9]+"].'
+            )
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ImproperlyConfigured(
+                    f"{name}: {pattern!r} is not a valid regex ({error})."
+                ) from None
+        return patterns
+
+    def choice(
+        self, name: builtins.str, default: builtins.str, choices: builtins.list[builtins.str]
+    ) -> builtins.str:
         value = self.str(name, default)
         if value not in choices:
             raise ImproperlyConfigured(f"{name}={value!r} is not one of {', '.join(choices)}.")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
+from panel.broker import broker_url
 from panel.models import Host
+from panel.redaction import policy
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,18 @@ def database() -> Finding:
     return Finding("database", True, connection.vendor)
 
 
+def identity() -> Finding:
+    """The panel's LXD client identity opens with this machine's settings (doctor only: each
+    machine of the panel must be able to, and a wrong PANEL_SECRET_KEY shows here first)."""
+    from panel.hosts.identity import IdentityUnreadable, client_cert_files, client_identity
+
+    try:
+        client_cert_files()
+    except IdentityUnreadable as error:
+        return Finding("client identity", False, str(error))
+    return Finding("client identity", True, f"fingerprint {client_identity().fingerprint[:16]}")
+
+
 def redis() -> Finding:
     from workers.celery import app
 
@@ -47,17 +60,17 @@ def redis() -> Finding:
         return Finding(
             "redis",
             False,
-            f"{settings.CELERY_BROKER_URL}: {error}",
+            f"{broker_url()}: {policy().text(str(error))}",
             "Start Redis (bin/panel starts one) or fix PANEL_REDIS_URL.",
         )
-    return Finding("redis", True, settings.CELERY_BROKER_URL.split("@")[-1])
+    return Finding("redis", True, broker_url())
 
 
 def workers(timeout: float = 2.0) -> Finding:
     from workers.celery import app
 
     try:
-        replies = app.control.ping(timeout=timeout)
+        replies = app.control.ping(timeout=timeout) or []
     except Exception as error:
         return Finding("workers", False, str(error), "Fix Redis first.")
     names = sorted(name for reply in replies for name in reply if not name.startswith("agent"))
@@ -73,7 +86,7 @@ def workers(timeout: float = 2.0) -> Finding:
 
 def agents() -> list[Finding]:
     """Ask every host's agent for its facts (bounded wait), as the beat probe does."""
-    from workers.bundles import probe
+    from panel.hosts.agents import probe
 
     hosts = list(Host.objects.enrolled())
     started = time.time()
@@ -95,7 +108,7 @@ def agents() -> list[Finding]:
 def hosts(live: bool) -> list[Finding]:
     """Each host's reachability: asked live (doctor), or as last recorded (web page)."""
     from panel import lxd
-    from workers.hosts import target_for
+    from panel.hosts.connection import target_for
 
     findings = []
     for host in Host.objects.enrolled():

@@ -19,6 +19,8 @@ from django.core.management import call_command
 from django.test import Client
 
 from panel import lxd
+from panel.hosts.identity import client_cert_files
+from tests.helpers import child_database_url
 from tests.lab_tools import enroll, untrust_certificate
 from workers.celery import app as celery_app
 
@@ -91,10 +93,7 @@ def start_celery_worker(name: str) -> subprocess.Popen:
     """A real worker process on the test Redis and the test database, in its own process
     group (so a fault test can kill it, pool children included, like a crash would);
     returned once it answers a ping."""
-    database = settings.DATABASES["default"]
-    env = dict(os.environ)
-    if database["ENGINE"].endswith("sqlite3"):
-        env["PANEL_DATABASE_URL"] = f"sqlite:///{database['NAME']}"
+    env = {**os.environ, "PANEL_DATABASE_URL": child_database_url()}
     log_path = Path(settings.DATA_DIR) / "log" / f"{name.split('@')[0]}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as log:
@@ -197,11 +196,29 @@ def fleet(lab) -> tuple:
     return enroll(lab["hosts"][0]), enroll(lab["hosts"][1])
 
 
+@pytest.fixture(scope="session")
+def incus_lab(lab) -> list[dict]:
+    """The lab's Incus hosts incus1 and incus2 (`lab.py up --incus 2`, as bin/test runs)."""
+    hosts = lab.get("incus_hosts") or []
+    if len(hosts) < 2:
+        message = f"{len(hosts)} Incus hosts in the lab: run `python3 lab/lab.py up --incus 2`"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return hosts
+
+
+@pytest.fixture
+def incus_fleet(incus_lab) -> tuple:
+    """The lab's incus1 and incus2, enrolled in the panel over HTTPS with trust tokens."""
+    return enroll(incus_lab[0]), enroll(incus_lab[1])
+
+
 @pytest.fixture
 def operator_user(django_user_model):
     from django.contrib.auth.models import Group
 
-    from panel.access import OPERATORS_GROUP
+    from panel.accounts.roles import OPERATORS_GROUP
 
     user = django_user_model.objects.create_user("otto", password="s3cret-pass-word")
     user.groups.add(Group.objects.get_or_create(name=OPERATORS_GROUP)[0])
@@ -214,43 +231,122 @@ def operator_client(operator_user):
 
 
 def agent_answers(queue: str) -> bool:
+    from panel.hosts.agent_access import reply_id
     from workers.agent import probe_task
 
     try:
-        return bool(probe_task.apply_async(queue=queue, expires=5).get(timeout=5))
+        pending = probe_task.apply_async(queue=queue, task_id=reply_id(queue), expires=5)
+        return bool(pending.get(timeout=5))
     except Exception:  # not consuming yet: the caller waits and asks again
         return False
+
+
+LAB_PY = str(ROOT / "lab" / "lab.py")
+
+
+def start_lab_agents(lab: dict) -> None:
+    """Start the agent on every LXD lab host and wait until each answers."""
+    from panel.hosts.agent_access import queue_for
+    from panel.lxd import certificate_fingerprint
+
+    subprocess.run(
+        ["python3", LAB_PY, "agents", "start", "--python", sys.executable,
+         "--redis-url", settings.CELERY_BROKER_URL],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    for lab_host in lab["hosts"]:
+        pem = (Path(lab_host["lxd_dir"]) / "server.crt").read_text()
+        queue = queue_for(certificate_fingerprint(pem))
+        wait_for(lambda q=queue: agent_answers(q), timeout=60, interval=1,
+                 what=f"the agent on {lab_host['name']} ({queue})")  # fmt: skip
+
+
+def stop_lab_agents() -> None:
+    subprocess.run(["python3", LAB_PY, "agents", "stop"], check=False, capture_output=True)
+
+
+AGENTS_STARTED: list[bool] = []  # set by lab_agents for the rest of the session
 
 
 @pytest.fixture(scope="session")
 def lab_agents(lab) -> dict:
     """The panel's agent on every lab host, consuming from the test Redis as on real hosts
     (lab.py starts each in its host's mount namespace); stopped at the end of the session."""
+    start_lab_agents(lab)
+    AGENTS_STARTED.append(True)
+    try:
+        yield lab
+    finally:
+        AGENTS_STARTED.clear()
+        stop_lab_agents()
+
+
+@pytest.fixture
+def without_agents(lab) -> dict:
+    """No agent on any lab host for this test, whatever ran before it (lab_agents lasts the
+    session): a test that needs CRIU itself to fail must not have an agent's failing `criu
+    check` make the panel (rightly) refuse the checkpoint first. Restarted afterwards if the
+    session had them."""
+    stop_lab_agents()
+    try:
+        yield lab
+    finally:
+        if AGENTS_STARTED:
+            start_lab_agents(lab)
+
+
+@pytest.fixture(scope="session")
+def incus_agents(incus_lab) -> list[dict]:
+    """The panel's agent on each Incus host (PANEL_AGENT_LAYOUT=incus), as `lab_agents`."""
+    from panel.hosts.agent_access import queue_for
     from panel.lxd import certificate_fingerprint
-    from workers.agent import queue_for
 
     lab_py = str(ROOT / "lab" / "lab.py")
+    only = [arg for lab_host in incus_lab for arg in ("--host", lab_host["name"])]
     subprocess.run(
-        ["python3", lab_py, "agents", "start", "--python", sys.executable,
+        ["python3", lab_py, "agents", "start", *only, "--python", sys.executable,
          "--redis-url", settings.CELERY_BROKER_URL],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
     try:
-        for lab_host in lab["hosts"]:
-            pem = (Path(lab_host["lxd_dir"]) / "server.crt").read_text()
-            queue = queue_for(certificate_fingerprint(pem))
+        for lab_host in incus_lab:
+            queue = queue_for(certificate_fingerprint(Path(lab_host["server_cert"]).read_text()))
             wait_for(lambda q=queue: agent_answers(q), timeout=60, interval=1,
                      what=f"the agent on {lab_host['name']} ({queue})")  # fmt: skip
-        yield lab
+        yield incus_lab
     finally:
-        subprocess.run(["python3", lab_py, "agents", "stop"], check=False, capture_output=True)
+        subprocess.run(["python3", lab_py, "agents", "stop", *only], check=False,
+                       capture_output=True)  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def one_identity_per_data_folder(request):
+    """Every lab test sees the same panel identity, kept for the data folder as an install
+    keeps its own: flushing the database between tests would otherwise give each test a new
+    certificate, and the shared lab hosts would trust one more of them every time."""
+    database = request.node.get_closest_marker("django_db")
+    if request.node.get_closest_marker("lab") is None or database is None:
+        return
+    request.getfixturevalue("transactional_db" if database.kwargs.get("transaction") else "db")
+    from panel.hosts.identity import IDENTITY_NAME, seal_key
+    from panel.models import ClientIdentity
+
+    cert_path, key_path = lxd.ensure_client_certificate(Path(settings.DATA_DIR) / "test-identity")
+    cert_pem = Path(cert_path).read_text()
+    if not ClientIdentity.objects.filter(name=IDENTITY_NAME).exists():
+        ClientIdentity.objects.create(
+            name=IDENTITY_NAME,
+            certificate=cert_pem,
+            sealed_key=seal_key(Path(key_path).read_text()),
+            fingerprint=lxd.certificate_fingerprint(cert_pem),
+        )
 
 
 @pytest.fixture
 def untrusted_panel(lab):
     """The panel's client certificate starts and ends untrusted on every lab host, so each
     test sees a first contact, as an admin adding a new host does."""
-    cert_path, _ = lxd.ensure_client_certificate(Path(settings.PANEL_CLIENT_CERT_DIR))
+    cert_path, _ = client_cert_files()
     for lab_host in lab["hosts"]:
         untrust_certificate(lab_host, cert_path)
     yield
@@ -279,11 +375,9 @@ def panel_url(django_db_setup, django_db_blocker) -> str:
     Tests that use it need `@pytest.mark.django_db(transaction=True)` so what they create is
     committed where the server can read it.
     """
-    database = settings.DATABASES["default"]
     port = free_port()
     env = {**os.environ, "PANEL_ALLOWED_HOSTS": "127.0.0.1"}
-    if database["ENGINE"].endswith("sqlite3"):
-        env["PANEL_DATABASE_URL"] = f"sqlite:///{database['NAME']}"
+    env["PANEL_DATABASE_URL"] = child_database_url()
     log_path = Path(settings.DATA_DIR) / "log" / "test-gunicorn.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     gunicorn = Path(sys.executable).parent / "gunicorn"

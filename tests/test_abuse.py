@@ -14,13 +14,16 @@ from django.core.files.base import ContentFile
 from django.urls import URLPattern, reverse
 
 from panel import urls
-from panel.api import issue_token
+from panel.accounts.tokens import issue_token
+from panel.failures.grouping import group_failure
 from panel.models import (
     ApiToken,
     AuditEvent,
     Bundle,
+    FailureGroup,
     Host,
     InstanceLog,
+    MaintenancePlan,
     Operation,
     Snapshot,
     SnapshotSchedule,
@@ -139,6 +142,16 @@ def world(admin_user, operator_user):
         operation=other_operation, instance=other, instance_name="c2"
     )
     token, _ = issue_token(admin_user, XSS[:100])
+    failure_group = group_failure(operation.pk).group
+    FailureGroup.objects.filter(pk=failure_group.pk).update(
+        note=XSS, note_by_name=XSS, upstream_url=f"https://bugs.example/{XSS}", status_reason=XSS
+    )
+    item = {"name": "c1", "instance": instance.pk, "at": "h1", "status": XSS[:30],
+            "home": "h1", "action": "migrate", "fate": XSS, "target": "h2", "strategy": "cold",
+            "strategy_reason": XSS, "expected_downtime": 1.0, "expected_basis": XSS,
+            "problems": [XSS], "warnings": [XSS], "candidates": {"h2": XSS},
+            "checks": []}  # fmt: skip
+    plan = MaintenancePlan.objects.create(host=host, mode="evacuate", items=[item], summary=XSS)
     return {
         "host": host,
         "other_host": other_host,
@@ -151,6 +164,8 @@ def world(admin_user, operator_user):
         "bundle": bundle,
         "other_bundle": other_bundle,
         "token": token,
+        "failure_group": failure_group,
+        "plan": plan,
     }
 
 
@@ -169,6 +184,9 @@ def test_lxd_supplied_strings_are_inert_on_every_page_that_shows_them(admin_clie
         f"/operations/{world['operation'].pk}/progress/",
         f"/bundles/{world['bundle'].pk}/",
         "/tokens/",
+        "/failures/",
+        f"/failures/{world['failure_group'].pk}/",
+        f"/maintenance/{world['plan'].pk}/",
     ]
     for page in pages:
         response = admin_client.get(page)
@@ -198,6 +216,7 @@ def test_the_api_answers_json_that_a_browser_will_not_sniff_as_html(client, worl
         "/containers/?q={x}&host={x}&state={x}&page={x}",
         "/operations/?host={x}&container={x}&kind={x}&status={x}&user={x}&page={x}",
         "/bundles/?page={x}",
+        "/failures/?status={x}&host={x}&kind={x}&page={x}",
         "/audit/?user={x}&action={x}&outcome={x}&object={x}&since={x}&until={x}",
     ],
 )
@@ -448,13 +467,20 @@ def test_roles_draw_boundaries_that_ids_cannot_cross(viewer_client, world, clien
 # (f) Unauthenticated requests, (g) viewers posting: every URL pattern, derived from urls.py
 
 
+# Routes anyone may read, and why.
+PUBLIC = {
+    "health": "the load balancer's liveness check",
+    "api-not-found": "answers 401 (or 404 with a token) for any unknown API path",
+    "api-index": "lists the API's endpoints, as the schema does",
+    "api-schema": "the OpenAPI document: what the API accepts, no data",
+    "api-docs": "the same document as a page",
+    "metrics": "for Prometheus: by network or token, not by login (tests/test_metrics_and_logs.py)",
+}
+
+
 def panel_patterns() -> list[URLPattern]:
     """Every route of the panel itself (Django's admin and auth views are Django's)."""
-    return [
-        p
-        for p in urls.urlpatterns
-        if isinstance(p, URLPattern) and p.name != "health" and p.name != "api-not-found"
-    ]
+    return [p for p in urls.urlpatterns if isinstance(p, URLPattern) and p.name not in PUBLIC]
 
 
 def sample_path(pattern: URLPattern, world: dict) -> str:
@@ -466,6 +492,8 @@ def sample_path(pattern: URLPattern, world: dict) -> str:
         ("operations", "operation"),
         ("bundles", "bundle"),
         ("tokens", "token"),
+        ("failures", "failure_group"),
+        ("maintenance", "plan"),
     ]
     kwargs = {}
     if "<int:pk>" in route:
@@ -477,7 +505,7 @@ def sample_path(pattern: URLPattern, world: dict) -> str:
 
 
 def accepted_methods(view) -> set[str] | None:
-    """The methods a view's require_http_methods (or panel.api.allow) lets through, read
+    """The methods a view's require_http_methods (or panel.web.api.base.allow) lets through, read
     from the decorators' closures; None when no decorator limits them (any method)."""
     while view is not None:
         closure = inspect.getclosurevars(view).nonlocals
@@ -497,6 +525,8 @@ def accepts_post(pattern: URLPattern) -> bool:
 VIEWER_MAY_POST = {
     "token-list": "makes the viewer's own token, which acts with the viewer's role",
     "token-revoke": "revokes only the viewer's own tokens (another's is a 404)",
+    "notifications": "saves the viewer's own notification choices",
+    "notification-secret": "renews only the viewer's own webhook secret",
 }
 
 
@@ -514,6 +544,10 @@ def test_every_page_needs_a_login_and_the_api_answers_401(client, world):
             assert response["Location"].startswith("/accounts/login/?next="), path
     assert client.get("/healthz").status_code == 200
     assert client.get("/api/anything/").status_code == 401
+    for public in ("/api/", "/api/schema/"):
+        response = client.get(public)
+        assert response.status_code == 200  # and says nothing of the panel's objects:
+        assert world["host"].name not in response.content.decode()
 
 
 def test_unauthenticated_posts_are_redirected_or_401_and_change_nothing(client, world):

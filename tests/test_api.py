@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from panel.api import issue_token
+from panel.accounts.tokens import issue_token
 from panel.models import ApiToken, AuditEvent, Bundle, Operation
 from tests.helpers import make_host, make_instance, make_snapshot
 

@@ -19,7 +19,8 @@ def test_every_inline_manage_py_snippet_of_the_bin_scripts_runs(tmp_path):
         for code in INLINE.findall((ROOT / "bin" / script).read_text())
     ]
     assert snippets, "bin/panel runs Python inline to find a local LXD: the test must see it"
-    env = {**os.environ, "PANEL_DATA_DIR": str(tmp_path)}
+    env = {**os.environ, "PANEL_DATA_DIR": str(tmp_path),
+           "PANEL_DATABASE_URL": f"sqlite:///{tmp_path / 'panel.sqlite3'}"}  # fmt: skip
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     for code in snippets:
         result = subprocess.run(

@@ -17,11 +17,13 @@ import pytest
 from django.core.files.base import ContentFile
 from django.utils import timezone
 
-from panel import bundles
-from panel.capabilities import container_criu_support
+from panel.bundles import pack
+from panel.bundles import report as reports
+from panel.bundles.requests import delete_old_bundles
+from panel.hosts.capabilities import container_criu_support
 from panel.models import Bundle, Operation
+from panel.redaction import Redactor
 from tests.helpers import make_host, make_instance
-from workers.bundles import delete_old_bundles
 
 PLANTED = {
     "env": "planted-db-password-4711",
@@ -36,7 +38,7 @@ TOKEN = base64.b64encode(
 ).decode()
 
 
-def planted_items() -> list[bundles.Item]:
+def planted_items() -> list[pack.Item]:
     config_yaml = (
         "config:\n"
         f"  environment.DB_PASSWORD: {PLANTED['env']}\n"
@@ -59,26 +61,26 @@ def planted_items() -> list[bundles.Item]:
         "(00.1) Error (criu/cr-dump.c:2093): Dumping FAILED.\n"
     )
     return [
-        bundles.Item("h1/c1/config-expanded.yaml", "h1", "LXD API", config_yaml),
-        bundles.Item("h1/c1/logs/lxc.log", "h1", "LXD API", log.encode()),
-        bundles.missing("h1/dmesg.txt", "h1", "agent: dmesg", "no agent answered within 15 s"),
+        pack.Item("h1/c1/config-expanded.yaml", "h1", "LXD API", config_yaml),
+        pack.Item("h1/c1/logs/lxc.log", "h1", "LXD API", log.encode()),
+        pack.missing("h1/dmesg.txt", "h1", "agent: dmesg", "no agent answered within 15 s"),
     ]
 
 
 def finalised(items, item_bytes=10_000, total_bytes=100_000, patterns=(r"corp-\d{6}",)):
-    redactor = bundles.Redactor(patterns)
-    return bundles.finalise(items, redactor, bundles.Limits(item_bytes, total_bytes)), redactor
+    redactor = Redactor(patterns)
+    return pack.finalise(items, redactor, pack.Limits(item_bytes, total_bytes)), redactor
 
 
 def test_planted_secrets_appear_nowhere_in_the_tarball_and_the_manifest_counts_them():
     items = planted_items()
     entries, redactor = finalised(items)
-    report = bundles.render_report(
-        bundles.ReportContext("t", "c1", ["h1"], error=f"failed: {PLANTED['env']}"),
+    report = reports.render_report(
+        reports.ReportContext("t", "c1", ["h1"], error=f"failed: {PLANTED['env']}"),
         entries,
         redactor,
     )
-    data = bundles.build_tarball("b", report, {"items": entries}, items, 0)
+    data = pack.build_tarball("b", report, {"items": entries}, items, 0)
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         everything = b"".join(tar.extractfile(m).read() for m in tar.getmembers())
     for secret in [*PLANTED.values(), "planted-token-secret", TOKEN]:
@@ -93,7 +95,7 @@ def test_planted_secrets_appear_nowhere_in_the_tarball_and_the_manifest_counts_t
 
 def test_structured_config_is_masked_before_it_becomes_text():
     counts: Counter = Counter()
-    clean = bundles.Redactor().config(
+    clean = Redactor().config(
         {"environment.X": "v", "cloud-init.user-data": "u", "limits.memory": "1GiB"}, counts
     )
     assert clean == {"environment.X": "[REDACTED]", "cloud-init.user-data": "[REDACTED]",
@@ -105,14 +107,14 @@ def test_a_key_block_cut_by_a_cap_is_still_redacted():
     tail_only = "QUJDREVGR0g=\n-----END PRIVATE KEY-----\nafter"
     head_only = "before\n-----BEGIN EC PRIVATE KEY-----\nQUJDREVGR0g="
     for text in (tail_only, head_only):
-        assert "QUJDREVGR0g" not in bundles.Redactor().text(text, Counter())
+        assert "QUJDREVGR0g" not in Redactor().text(text, Counter())
 
 
 def test_hostile_strings_in_log_names_cannot_leave_the_bundle_folder():
-    assert bundles.member_name("h1", "../../etc/passwd") == "h1/_.._etc_passwd"
-    assert ".." not in bundles.member_name("..").split("/")
-    item = bundles.Item(bundles.member_name("h1", "../x"), "h1", "s", "data")
-    data = bundles.build_tarball("b", "r", {}, [item], 0)
+    assert pack.member_name("h1", "../../etc/passwd") == "h1/_.._etc_passwd"
+    assert ".." not in pack.member_name("..").split("/")
+    item = pack.Item(pack.member_name("h1", "../x"), "h1", "s", "data")
+    data = pack.build_tarball("b", "r", {}, [item], 0)
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         assert all(m.name.startswith("b/") and ".." not in m.name.split("/")
                    for m in tar.getmembers())  # fmt: skip
@@ -120,7 +122,7 @@ def test_hostile_strings_in_log_names_cannot_leave_the_bundle_folder():
 
 def test_caps_keep_the_end_of_a_log_and_the_manifest_says_what_was_cut():
     log = ("x" * 5000 + "\nError (criu/cr-dump.c): the real error\n").encode()
-    items = [bundles.Item("h1/a.log", "h1", "s", log), bundles.Item("h1/b.log", "h1", "s", log)]
+    items = [pack.Item("h1/a.log", "h1", "s", log), pack.Item("h1/b.log", "h1", "s", log)]
     entries, _ = finalised(items, item_bytes=1000, total_bytes=1500)
     assert entries[0]["truncated"] and entries[0]["bytes"] == 1000
     assert items[0].content.endswith(b"the real error\n")
@@ -133,33 +135,33 @@ def test_the_manifest_has_every_item_with_its_hash_and_the_gaps_with_reasons():
     assert [e["status"] for e in entries] == ["collected", "collected", "missing"]
     assert entries[2]["reason"] == "no agent answered within 15 s" and entries[2]["sha256"] == ""
     assert len(entries[1]["sha256"]) == 64 and entries[1]["bytes"] == len(items[1].content)
-    report = bundles.render_report(bundles.ReportContext("t", "c1", ["h1"]), entries, redactor)
+    report = reports.render_report(reports.ReportContext("t", "c1", ["h1"]), entries, redactor)
     assert "| h1/dmesg.txt | h1 | no agent answered within 15 s |" in report
 
 
 def test_the_report_gives_the_equivalent_lxc_command_versions_and_timeline():
-    context = bundles.ReportContext(
+    context = reports.ReportContext(
         "LXD bug report", "c1", ["host1", "host2"],
-        command=bundles.lxc_command("migrate", "c1", {}, "host1", "host2"),
+        command=reports.lxc_command("migrate", "c1", {}, "host1", "host2"),
         status="Failed", outcome="Migration failed.", error="Error: migration restore failed",
-        versions={"host1": {"lxd": "5.0.2", "kernel": "6.1", "criu": "Version: 4.1.1"}},
+        versions={"host1": {"server": "LXD 5.0.2", "kernel": "6.1", "criu": "Version: 4.1.1"}},
         timeline=["12:00:00 [dumping] Dumping"],
     )  # fmt: skip
-    report = bundles.render_report(context, [], bundles.Redactor())
+    report = reports.render_report(context, [], Redactor())
     assert "lxc move host1:c1 host2:" in report
-    assert "| host1 | 5.0.2 | 6.1 | Version: 4.1.1 |" in report
+    assert "| host1 | LXD 5.0.2 | 6.1 | Version: 4.1.1 |" in report
     assert "| host2 | unknown | unknown | unknown |" in report
     assert "Error: migration restore failed" in report and "[dumping] Dumping" in report
-    assert bundles.lxc_command("stateful_snapshot", "c1", {"snapshot": "s0"}, "h", "") == (
+    assert reports.lxc_command("stateful_snapshot", "c1", {"snapshot": "s0"}, "h", "") == (
         "lxc snapshot c1 s0 --stateful"
     )
 
 
 def test_checkpoint_listing_reads_like_tree_and_stats_say_where_the_time_went():
-    tree = bundles.checkpoint_tree("/state", [{"name": "core-1.img", "size": 2515},
+    tree = pack.checkpoint_tree("/state", [{"name": "core-1.img", "size": 2515},
                                               {"name": "pages-1.img", "size": 77824}])  # fmt: skip
     assert "├── core-1.img (2.5 KiB)" in tree and "└── pages-1.img (76.0 KiB)" in tree
-    lines = bundles.stats_summary({"dump": {"frozen_time": 184059, "pages_written": 19,
+    lines = pack.stats_summary({"dump": {"frozen_time": 184059, "pages_written": 19,
                                             "pages_scanned": 26}})  # fmt: skip
     assert lines[0].startswith("dump: frozen 184.1 ms")
     assert "pages written 19 of 26 scanned" in lines[0]
@@ -169,12 +171,12 @@ def test_checkpoint_listing_reads_like_tree_and_stats_say_where_the_time_went():
 def test_bad_redaction_patterns_stop_the_start_naming_the_variable(value):
     result = subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"],
-        env={"DJANGO_SETTINGS_MODULE": "panel.settings", "PANEL_BUNDLE_REDACT_PATTERNS": value,
+        env={"DJANGO_SETTINGS_MODULE": "panel.settings", "PANEL_REDACT_PATTERNS": value,
              "PATH": "/usr/bin:/bin"},
         capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode != 0
-    assert "PANEL_BUNDLE_REDACT_PATTERNS" in result.stderr
+    assert "PANEL_REDACT_PATTERNS" in result.stderr
 
 
 def test_criu_facts_from_a_silent_agent_turn_unknown():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from panel.capabilities import NO, UNKNOWN, YES, host_capabilities
+from panel.hosts.capabilities import NO, UNKNOWN, YES, host_capabilities
 
 LXD_5 = {"server": "lxd", "server_version": "5.0.2", "driver": "lxc", "system_type": "physical"}
 

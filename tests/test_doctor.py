@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import pytest
-from django.conf import settings
 
 from panel.models import Host
 from tests.conftest import ROOT
+from tests.helpers import child_database_url
 from tests.lab_tools import enroll
 
 
 def doctor() -> subprocess.CompletedProcess:
-    database = settings.DATABASES["default"]["NAME"]
-    env = {"PANEL_DATABASE_URL": f"sqlite:///{database}"}
     return subprocess.run(
         [sys.executable, "manage.py", "doctor"],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        env={**__import__("os").environ, **env},
+        env={**os.environ, "PANEL_DATABASE_URL": child_database_url()},
         timeout=120,
     )
 
@@ -34,6 +33,7 @@ def test_doctor_reports_each_part_and_how_to_fix_what_fails(lab, celery_worker, 
     result = doctor()
     print(result.stdout)
     assert "ok   database" in result.stdout and "ok   redis" in result.stdout
+    assert "ok   client identity: fingerprint " in result.stdout
     assert "ok   workers: test-" in result.stdout
     assert f"ok   agent on {lab['hosts'][0]['name']}: answered" in result.stdout
     assert f"ok   host {lab['hosts'][0]['name']}: LXD 5.0.2, trusted" in result.stdout

@@ -11,20 +11,21 @@ import threading
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import transaction
 
 from panel import lxd
+from panel.hosts.connection import target_for
+from panel.hosts.identity import client_cert_files
+from panel.hosts.requests import request_sync
 from panel.models import Host
 from tests.conftest import wait_for
 from tests.lab_tools import enroll, untrust_certificate
-from workers.hosts import sync_host, target_for
 
 
 def refreshed(host: Host, timeout: float = 30) -> Host:
     """Queue a refresh through the broker and wait until the worker has written the outcome."""
     with transaction.atomic():
-        sync_host.delay_on_commit(host.pk)
+        request_sync(host)
     return wait_for(
         lambda: Host.objects.exclude(status=Host.Status.UNKNOWN).filter(pk=host.pk).first(),
         timeout=timeout,
@@ -113,7 +114,7 @@ def test_facts_asked_on_a_kept_connection_are_the_server_s_answer_of_now(lab, un
     lxd.forget_client(target)
     assert lxd.server_facts(target)["auth"] == "trusted"
     kept = lxd.reused_client(target)
-    cert_path, _ = lxd.ensure_client_certificate(Path(settings.PANEL_CLIENT_CERT_DIR))
+    cert_path, _ = client_cert_files()
     untrust_certificate(lab_host(lab), cert_path)
 
     try:

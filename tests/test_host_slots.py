@@ -10,9 +10,10 @@ import pytest
 from django.utils import timezone
 
 from panel.models import Operation
+from panel.operations.lifecycle import CLAIMED, HOST_BUSY, NOT_PENDING, claim
+from panel.operations.reconciler import reconcile
+from panel.operations.runner import run
 from tests.helpers import make_host, make_instance
-from workers.reconciler import reconcile
-from workers.runner import CLAIMED, HOST_BUSY, NOT_PENDING, claim_operation, run
 
 pytestmark = pytest.mark.django_db
 
@@ -35,8 +36,8 @@ def test_a_third_operation_on_a_busy_host_waits_and_says_why_then_starts_when_a_
     operation(host, "c2", status="running")
     waiting = operation(host, "c3")
 
-    assert claim_operation(waiting.pk) == HOST_BUSY
-    assert claim_operation(waiting.pk) == HOST_BUSY
+    assert claim(waiting.pk).verdict == HOST_BUSY
+    assert claim(waiting.pk).verdict == HOST_BUSY
     waiting.refresh_from_db()
     assert waiting.status == Operation.Status.PENDING
     assert waiting.progress_text.startswith("Waiting for a free slot: h1 runs 2 (limit 2")
@@ -44,17 +45,17 @@ def test_a_third_operation_on_a_busy_host_waits_and_says_why_then_starts_when_a_
     assert waiting.events.filter(stage="waiting for host").count() == 1  # said once, not per try
 
     Operation.objects.filter(pk=first.pk).update(status=Operation.Status.SUCCEEDED)
-    assert claim_operation(waiting.pk) == CLAIMED
+    assert claim(waiting.pk).verdict == CLAIMED
     waiting.refresh_from_db()
     assert waiting.status == Operation.Status.RUNNING and waiting.progress_text == ""
-    assert claim_operation(waiting.pk) == NOT_PENDING
+    assert claim(waiting.pk).verdict == NOT_PENDING
 
 
 def test_other_hosts_are_not_slowed_by_a_busy_one():
     busy, idle = make_host("h1"), make_host("h2")
     operation(busy, "c1", status="running")
     operation(busy, "c2", status="running")
-    assert claim_operation(operation(idle, "c3").pk) == CLAIMED
+    assert claim(operation(idle, "c3").pk).verdict == CLAIMED
 
 
 def test_a_migration_takes_a_slot_on_its_target_host_too():
@@ -62,7 +63,7 @@ def test_a_migration_takes_a_slot_on_its_target_host_too():
     operation(source, "c1", status="running", kind="migrate", target_host=target)
     operation(target, "c2", status="running")
     waiting = operation(target, "c3")
-    assert claim_operation(waiting.pk) == HOST_BUSY
+    assert claim(waiting.pk).verdict == HOST_BUSY
     waiting.refresh_from_db()
     assert "h2 runs 2" in waiting.progress_text
 
@@ -71,8 +72,8 @@ def test_a_preflight_check_neither_waits_for_nor_takes_a_slot():
     host = make_host("h1")
     operation(host, "c1", status="running")
     operation(host, "c2", status="running", kind="preflight")
-    assert claim_operation(operation(host, "c3", kind="preflight").pk) == CLAIMED
-    assert claim_operation(operation(host, "c4").pk) == CLAIMED  # preflights did not count
+    assert claim(operation(host, "c3", kind="preflight").pk).verdict == CLAIMED
+    assert claim(operation(host, "c4").pk).verdict == CLAIMED  # preflights did not count
 
 
 class SentAgain:
@@ -115,7 +116,7 @@ def test_the_operation_page_says_it_waits_for_a_slot_and_not_for_a_worker(viewer
     operation(host, "c1", status="running")
     operation(host, "c2", status="running")
     waiting = operation(host, "c3")
-    claim_operation(waiting.pk)
+    claim(waiting.pk)
 
     page = viewer_client.get(f"/operations/{waiting.pk}/").content.decode()
     assert "Waiting for a free slot: h1 runs 2 (limit 2 per host); it starts by itself." in page
@@ -131,19 +132,19 @@ def test_first_come_first_served_when_a_slot_frees():
                       heartbeat_at=timezone.now())  # fmt: skip
     later = operation(host, "c3")
 
-    assert claim_operation(later.pk) == HOST_BUSY  # a slot is free, but #first was first
+    assert claim(later.pk).verdict == HOST_BUSY  # a slot is free, but #first was first
     later.refresh_from_db()
     assert f"operation #{first.pk}, asked earlier for the same host, goes first" in (
         later.progress_text
     )
-    assert claim_operation(first.pk) == CLAIMED
+    assert claim(first.pk).verdict == CLAIMED
 
 
 def test_a_waiter_whose_worker_stopped_looking_does_not_block_the_queue():
     host = make_host("h1")
     long_ago = timezone.now() - dt.timedelta(hours=1)
     operation(host, "c1", queued_at=long_ago, stage="waiting for host", heartbeat_at=long_ago)
-    assert claim_operation(operation(host, "c2").pk) == CLAIMED
+    assert claim(operation(host, "c2").pk).verdict == CLAIMED
 
 
 def test_a_waiter_behind_long_operations_that_still_report_is_not_forgotten():

@@ -18,10 +18,10 @@ import requests
 from django.conf import settings
 from django.test import Client
 
+from panel.hosts.inventory import sync
 from panel.models import Host, Instance, Operation
 from tests.conftest import wait_for
 from tests.lab_tools import enroll, launch_counter, lxc, unique_name
-from workers.hosts import sync
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db(transaction=True), pytest.mark.timeout(900)]
 

@@ -13,6 +13,7 @@ import requests
 from pylxd.exceptions import LXDAPIException
 
 from panel import lxd
+from panel.lxd.trust import _check_token
 
 
 def token(**fields) -> str:
@@ -28,7 +29,7 @@ def test_a_trust_token_is_told_apart_from_a_password():
 def test_an_expired_token_is_refused_before_anything_is_sent():
     expired = token(secret="s", expires_at="2001-01-01T00:00:00Z")
     with pytest.raises(lxd.LXDError, match="expired"):
-        lxd._check_token(lxd.decode_trust_token(expired), lxd.Target("https://h:8443"))
+        _check_token(lxd.decode_trust_token(expired), lxd.Target("https://h:8443"))
 
 
 def test_lxd_zero_time_means_never():
@@ -109,4 +110,12 @@ def test_a_refusal_by_lxd_is_not_lost_contact():
     response.status_code, response._content = 400, b'{"error": "Instance is busy"}'
     made = lxd.lxd_error(LXDAPIException(response), "https://10.0.0.1:8443")
     assert isinstance(made, lxd.LXDError) and not isinstance(made, lxd.LXDUnreachable)
-    assert str(made).startswith("LXD at https://10.0.0.1:8443 refused the request")
+    assert str(made).startswith("The server at https://10.0.0.1:8443 refused the request")
+
+
+def test_an_instance_in_incus_error_state_with_null_fields_is_still_kept():
+    raw = {"name": "c1", "status": "Error", "profiles": None, "expanded_config": None,
+           "expanded_devices": None, "state": None}  # fmt: skip
+    kept = lxd.normalise_instance(raw)
+    assert (kept["profiles"], kept["expanded_config"], kept["expanded_devices"]) == ([], {}, {})
+    assert kept["status"] == "Error"

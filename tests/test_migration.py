@@ -6,10 +6,11 @@ import pytest
 from django.utils import timezone
 
 from panel.models import Host, InstanceLog, Operation
-from panel.preflight import FAIL, PASS, UNKNOWN, WARN, Side, blocked, run_checks
-from panel.strategy import UNMEASURED_REASON, recommend
+from panel.operations.downtime import criu_frozen_seconds, downtime_figure
+from panel.operations.preflight import FAIL, PASS, UNKNOWN, WARN, Side, blocked, run_checks
+from panel.operations.storage import PoolPair
+from panel.operations.strategy import pools_for, recommend
 from tests.helpers import make_host, make_instance
-from workers.migrations import criu_frozen_seconds, downtime_figure
 
 FACTS = {
     "server": "lxd",
@@ -114,20 +115,70 @@ def test_incremental_memory_is_offered_only_with_dirty_tracking_on_both():
     assert checks(on, on)["incremental_memory"].status == PASS
 
 
+DIR, BTRFS = {"storage_pool_drivers": {"default": "dir"}}, {"storage_pool_drivers": {"bt": "btrfs"}}
+ON_BT = {**CONTAINER, "expanded_devices": {"root": {"type": "disk", "path": "/", "pool": "bt"}}}
+
+
+def test_btrfs_on_both_sides_passes_and_says_the_final_sync_is_skipped():
+    check = checks(BTRFS, BTRFS, container=ON_BT)["storage_transfer"]
+    assert check.status == PASS and not check.blocks
+    assert "h1: pool 'bt' (btrfs) → h2: pool 'bt' (btrfs)" in check.reason
+    assert "natively" in check.reason and "skips the final filesystem sync" in check.reason
+
+
+def test_an_rsync_type_pool_warns_of_the_final_sync_its_cost_and_the_fix():
+    check = checks(DIR, DIR)["storage_transfer"]
+    assert check.status == WARN and not check.blocks  # advisory: nothing is blocked
+    assert "dir is an rsync-type pool" in check.reason
+    assert "about 10 s more downtime" in check.reason and "twice" in check.reason
+    assert "a btrfs or ZFS pool on both hosts" in check.reason
+    newer = checks({**DIR, "server_version": "5.21.2"}, DIR)["storage_transfer"]
+    assert "about 5 s more downtime" in newer.reason and "once" in newer.reason
+    incus = checks({**DIR, "server": "incus", "server_version": "6.0.4"}, DIR)
+    assert "about 5 s more downtime" in incus["storage_transfer"].reason
+
+
+def test_pools_of_different_drivers_fall_back_to_rsync_and_say_so():
+    both = {"storage_pool_drivers": {"default": "dir", "bt": "btrfs"}}
+    check = checks(both, both, pool="bt")["storage_transfer"]  # dir on h1 onto bt on h2
+    assert check.status == WARN
+    assert "h1: pool 'default' (dir) → h2: pool 'bt' (btrfs)" in check.reason
+    assert "different drivers, so LXD falls back to rsync" in check.reason
+    zfs = {"storage_pool_drivers": {"bt": "zfs"}}
+    from_btrfs = checks(BTRFS, zfs, container=ON_BT)["storage_transfer"]
+    assert from_btrfs.status == WARN and "about 5 s more downtime" in from_btrfs.reason
+
+
+def test_unreported_drivers_leave_the_storage_check_unknown():
+    check = checks()["storage_transfer"]
+    assert check.status == UNKNOWN and "driver not reported" in check.reason
+
+
+def pools(source: str, target: str) -> PoolPair:
+    return PoolPair("p", source, "p", target)
+
+
 @pytest.mark.django_db
-def test_the_default_strategy_is_checkpoint_move_restore_until_both_are_measured():
+def test_before_any_measurement_the_drivers_prior_decides():
     h1, h2 = make_host("h1"), make_host("h2")
-    assert recommend(h1, h2, running=True, criu_possible=True) == (
-        "stateful_move",
-        UNMEASURED_REASON,
-    )
+    strategy, reason = recommend(h1, h2, True, True, pools("btrfs", "btrfs"))
+    assert strategy == "live"
+    assert "live migration about 0.7 s (not measured yet for these pools" in reason
+    assert "LXD sends btrfs natively" in reason and "Using live migration, the lower" in reason
+    strategy, reason = recommend(h1, h2, True, True, pools("dir", "dir"))
+    assert strategy == "stateful_move" and "about 10.7 s" in reason
+    assert "dir is an rsync-type pool" in reason
+    strategy, reason = recommend(h1, h2, True, True, pools("dir", "btrfs"))
+    assert strategy == "stateful_move" and "different drivers: LXD falls back to rsync" in reason
+    assert recommend(h1, h2, True, True)[0] == "stateful_move"  # drivers unknown: rsync assumed
     assert recommend(h1, h2, running=False, criu_possible=True)[0] == "stopped"
     assert recommend(h1, h2, running=True, criu_possible=False)[0] == "cold"
 
 
 @pytest.mark.django_db
-def test_with_both_measured_the_lower_median_downtime_wins_and_says_so():
+def test_measured_downtimes_win_over_the_prior_per_host_pair_and_pool_pair():
     h1, h2 = make_host("h1"), make_host("h2")
+    on_dir = {"pools": pools("dir", "dir").as_dict()}
     for strategy, downtime in [
         ("live", 10.5),
         ("live", 10.9),
@@ -135,12 +186,34 @@ def test_with_both_measured_the_lower_median_downtime_wins_and_says_so():
         ("stateful_move", 30.0),
         ("stateful_move", 29.0),
     ]:
-        succeeded_migration(h1, h2, downtime, {"strategy": strategy})
-    strategy, reason = recommend(h1, h2, running=True, criu_possible=True)
+        succeeded_migration(h1, h2, downtime, {"strategy": strategy, **on_dir})
+    strategy, reason = recommend(h1, h2, True, True, pools("dir", "dir"))
     assert strategy == "live"
-    assert "live migration 10.70 s (median of 2)" in reason
-    assert "checkpoint, move, restore 29.00 s (median of 3)" in reason
-    assert recommend(h2, h1, running=True, criu_possible=True)[0] == "stateful_move"  # per pair
+    assert "live migration 10.70 s (median of 2 measured)" in reason
+    assert "checkpoint, move, restore 29.00 s (median of 3 measured)" in reason
+    assert recommend(h2, h1, True, True, pools("dir", "dir"))[0] == "stateful_move"  # per pair
+    # The same hosts on btrfs pools: none of those measurements count, the prior decides.
+    assert recommend(h1, h2, True, True, pools("btrfs", "btrfs"))[0] == "live"
+    on_btrfs = {"pools": pools("btrfs", "btrfs").as_dict()}
+    succeeded_migration(h1, h2, 1.4, {"strategy": "live", **on_btrfs})  # a busy host pair
+    strategy, reason = recommend(h1, h2, True, True, pools("btrfs", "btrfs"))
+    assert strategy == "live"  # the other's prior is scaled alike: 1.4 s, twice
+    assert "live migration 1.40 s (median of 1 measured)" in reason
+    assert "checkpoint, move, restore about 2.8 s" in reason and "2.0 times the lab's" in reason
+    succeeded_migration(h1, h2, 2.0, {"strategy": "stateful_move", **on_btrfs})
+    assert recommend(h1, h2, True, True, pools("btrfs", "btrfs"))[0] == "live"
+    for _ in range(2):
+        succeeded_migration(h1, h2, 0.9, {"strategy": "stateful_move", **on_btrfs})
+    assert recommend(h1, h2, True, True, pools("btrfs", "btrfs"))[0] == "stateful_move"
+
+
+@pytest.mark.django_db
+def test_the_request_side_reads_the_pools_from_the_last_sync():
+    h1 = make_host("h1", facts={**FACTS, "storage_pool_drivers": {"bt": "btrfs"}})
+    h2 = make_host("h2", facts={**FACTS, "storage_pool_drivers": {"bt": "btrfs", "default": "dir"}})
+    instance = make_instance(h1, expanded_devices=ON_BT["expanded_devices"])
+    assert pools_for(instance, h2, "") == PoolPair("bt", "btrfs", "bt", "btrfs")
+    assert pools_for(instance, h2, "default") == PoolPair("bt", "btrfs", "default", "dir")
 
 
 @pytest.mark.django_db

@@ -7,11 +7,11 @@ import pytest
 from django.db import IntegrityError
 from django.utils import timezone
 
+from panel.hosts.risks import checkpoint_risks
 from panel.models import Operation
-from panel.risks import checkpoint_risks
+from panel.operations.runner import run
+from panel.operations.tasks import run_operation
 from tests.helpers import make_host, make_instance, make_snapshot
-from workers.operations import run_operation
-from workers.runner import run
 
 pytestmark = pytest.mark.django_db
 
@@ -78,7 +78,7 @@ def test_stateful_actions_are_refused_on_a_host_that_cannot_checkpoint(operator_
 def test_an_existing_snapshot_name_is_refused():
     instance = make_instance(make_host())
     make_snapshot(instance, "taken")
-    from panel.forms import precondition_refusal
+    from panel.web.forms import precondition_refusal
 
     assert "already exists" in precondition_refusal(instance, "snapshot", "taken")
 
@@ -125,10 +125,72 @@ def test_the_progress_fragment_polls_while_active_and_stops_with_286(viewer_clie
     assert b"hx-trigger" not in done.content
 
 
-def test_the_progress_fragment_is_cheap(viewer_client, django_assert_max_num_queries):
+def test_the_progress_fragment_is_cheap(viewer_client, django_assert_num_queries):
     operation = make_operation(make_instance(make_host()))
-    with django_assert_max_num_queries(4):  # session, user, groups (role), the operation
+    # The session, the user with their role (one statement), the operation without its
+    # result; a template that needs more of the row pays a query per poll (PROGRESS_UNREAD).
+    with django_assert_num_queries(3):
         viewer_client.get(f"/operations/{operation.pk}/progress/", headers={"HX-Request": "true"})
+
+
+@pytest.mark.parametrize(
+    ("source_facts", "target_facts", "names", "queries"),
+    [
+        ({"server": "lxd"}, {"server": "incus"}, "LXD and Incus", 3),
+        ({"server": "incus"}, None, "Incus", 3),
+        # Facts that do not name the server (before trust): the hosts are loaded to ask.
+        ({"server": "lxd"}, {"api_extensions": ["dev_incus_events"]}, "LXD and Incus", 5),
+    ],
+)
+def test_the_progress_fragment_names_the_servers_from_the_row_it_reads(
+    operator_client, django_assert_num_queries, source_facts, target_facts, names, queries
+):
+    source = make_host("src", facts=source_facts)
+    target = make_host("dst", facts=target_facts) if target_facts is not None else None
+    operation = make_operation(make_instance(source), kind="migrate", target_host=target,
+                               progress_text="Transferring 40%", may_cancel=False)  # fmt: skip
+    with django_assert_num_queries(queries):
+        page = operator_client.get(
+            f"/operations/{operation.pk}/progress/", headers={"HX-Request": "true"}
+        ).content.decode()
+    assert f"{names}: Transferring 40%" in page
+    assert f"{names} does not allow it" in page
+
+
+def test_the_progress_fragment_checks_access_on_every_poll(
+    client, operator_user, operator_client, admin_client
+):
+    operation = make_operation(make_instance(make_host()), may_cancel=True)
+    url = f"/operations/{operation.pk}/progress/"
+    htmx = {"HX-Request": "true"}
+    assert b"Cancel</button>" in operator_client.get(url, headers=htmx).content
+    assert b"Cancel</button>" in admin_client.get(url, headers=htmx).content
+
+    operator_user.groups.clear()  # no longer an operator: the very next poll knows
+    assert b"Cancel</button>" not in operator_client.get(url, headers=htmx).content
+    operator_user.is_active = False
+    operator_user.save()
+    assert operator_client.get(url, headers=htmx).status_code == 302  # signed out
+    assert client.get(url, headers=htmx)["Location"].startswith("/accounts/login/")
+    assert admin_client.get("/operations/999999/progress/", headers=htmx).status_code == 404
+
+
+def test_a_logged_out_or_password_changed_session_no_longer_polls(operator_user, operator_client):
+    operation = make_operation(make_instance(make_host()))
+    url = f"/operations/{operation.pk}/progress/"
+    assert operator_client.get(url).status_code == 200
+    stolen = operator_client.cookies["sessionid"].value
+    operator_user.set_password("an-entirely-new-pass-phrase")
+    operator_user.save()
+    assert operator_client.get(url).status_code == 302  # the session's hash no longer matches
+
+    from django.test import Client
+
+    thief = Client()
+    thief.cookies["sessionid"] = stolen
+    assert thief.get(url).status_code == 302
+    thief.cookies["sessionid"] = "x" * 5  # malformed keys are refused too
+    assert thief.get(url).status_code == 302
 
 
 def test_a_step_lxd_cannot_cancel_says_so_honestly(operator_client):
@@ -205,3 +267,17 @@ def test_the_container_page_says_when_there_is_no_risk(operator_client):
     page = operator_client.get(f"/containers/{instance.pk}/").content.decode()
     assert "No known risk" in page
     assert "Stateful snapshot" in page
+
+
+def test_a_row_read_by_the_prepared_statement_is_the_orm_s_row(django_assert_num_queries):
+    from panel.rows import row_by_pk
+
+    operation = make_operation(make_instance(make_host()), result={"checks": [1]}, may_cancel=True)
+    with django_assert_num_queries(1):
+        fast = row_by_pk(Operation, operation.pk, without=("result",))
+    assert fast is not None and row_by_pk(Operation, 10**9) is None
+    orm = Operation.objects.get(pk=operation.pk)
+    for field in ("started_at", "queued_at", "may_cancel", "params", "status", "instance_id"):
+        assert getattr(fast, field) == getattr(orm, field), field
+    with django_assert_num_queries(1):  # left out: read when first used, as only() does
+        assert fast.result == {"checks": [1]}

@@ -10,19 +10,20 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.html import escape
 
-from panel.models import Instance, Operation, SnapshotSchedule
+from panel.hosts.inventory import sync
+from panel.models import Instance, Operation, PanelSnapshot, SnapshotSchedule
+from panel.operations.schedules import run_due_schedules
 from tests.conftest import SESSION_WORKER, wait_for
 from tests.lab_tools import (
     enroll,
     instance_status,
+    lxc,
     read_boot_id,
     read_counter,
     running_counter,
     set_criu,
 )
 from workers.celery import app as celery_app
-from workers.hosts import sync
-from workers.schedules import run_due_schedules
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
 
@@ -212,6 +213,8 @@ def test_a_queued_operation_can_be_cancelled_and_never_runs(
 def test_scheduled_stateful_snapshots_are_operations_that_keep_the_newest(
     celery_worker, counter, lab_host
 ):
+    # Made by hand, older and named like the schedule's: pruning must never take it.
+    lxc(lab_host, "snapshot", counter.name, "auto-00000000-000000")
     schedule = SnapshotSchedule.objects.create(
         instance=counter, every_minutes=60, keep=2, next_run_at=timezone.now()
     )
@@ -231,4 +234,8 @@ def test_scheduled_stateful_snapshots_are_operations_that_keep_the_newest(
     assert "Deleted 1 older scheduled snapshot" in operation.outcome
     snapshots = refreshed(counter).snapshots.all()
     assert [s.name for s in snapshots] == sorted(s.name for s in snapshots)
-    assert len(snapshots) == 2 and all(s.stateful and s.name.startswith("auto-") for s in snapshots)
+    hand_made, *scheduled = snapshots
+    assert hand_made.name == "auto-00000000-000000" and not hand_made.stateful
+    assert len(scheduled) == 2 and all(s.stateful and s.name.startswith("auto-") for s in scheduled)
+    recorded = PanelSnapshot.objects.filter(instance=counter, scheduled=True)
+    assert sorted(recorded.values_list("name", flat=True)) == [s.name for s in scheduled]

@@ -11,9 +11,9 @@ from django.db import connection
 from django.utils import timezone
 
 from panel.models import Operation
-from panel.operations import Busy, request_operation
+from panel.operations.reconciler import reconcile, verdict
+from panel.operations.requests import Busy, request_operation
 from tests.helpers import make_host, make_instance
-from workers.reconciler import reconcile, verdict
 
 pytestmark = pytest.mark.django_db
 

@@ -8,8 +8,8 @@ import pytest
 from django.utils import timezone
 
 from panel.models import Operation, SnapshotSchedule
+from panel.operations.schedules import run_due_schedules
 from tests.helpers import make_host, make_instance
-from workers.schedules import run_due_schedules
 
 pytestmark = pytest.mark.django_db
 
@@ -28,7 +28,7 @@ def test_an_operator_schedules_and_sees_the_next_run(operator_client):
     schedule = SnapshotSchedule.objects.get()
     assert (schedule.every_minutes, schedule.keep) == (30, 5)
     assert timezone.now() < schedule.next_run_at <= timezone.now() + dt.timedelta(minutes=30)
-    page = operator_client.get(f"/containers/{instance.pk}/").content.decode()
+    page = operator_client.get(f"/containers/{instance.pk}/?tab=snapshots").content.decode()
     assert "Every <strong>30 min</strong>" in page and "Next run:" in page
 
 

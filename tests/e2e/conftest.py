@@ -54,11 +54,13 @@ def browser():
 
 
 class Visit:
-    """What the browser saw besides the pages: confirmation dialogs and foreign requests."""
+    """What the browser saw besides the pages: confirmation dialogs, foreign requests, and
+    anything the Content-Security-Policy blocked or a script threw."""
 
     def __init__(self) -> None:
         self.dialogs: list[str] = []
         self.foreign_requests: list[str] = []
+        self.script_errors: list[str] = []
 
 
 @pytest.fixture
@@ -78,14 +80,32 @@ def visit(browser, panel_url):
         if urlsplit(request.url).netloc != urlsplit(panel_url).netloc:
             seen.foreign_requests.append(request.url)
 
+    def on_console(message) -> None:
+        if message.type == "error" and "Content Security Policy" in message.text:
+            seen.script_errors.append(message.text)
+
     page.on("dialog", on_dialog)
     page.on("request", on_request)
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: seen.script_errors.append(str(error)))
     page.seen = seen
     try:
         yield page
     finally:
         context.close()
     assert not seen.foreign_requests, f"assets from outside the panel: {seen.foreign_requests}"
+    assert not seen.script_errors, f"blocked or failing scripts: {seen.script_errors}"
+
+
+def open_tab(page, label: str) -> None:
+    """One of the container page's sections, by its tab."""
+    from playwright.sync_api import expect
+
+    tabs = page.get_by_role("navigation", name="Container sections")
+    tabs.get_by_role("link", name=label, exact=True).click()
+    expect(tabs.get_by_role("link", name=label, exact=True)).to_have_attribute(
+        "aria-current", "page"
+    )
 
 
 def screenshot(page, name: str) -> None:

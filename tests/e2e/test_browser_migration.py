@@ -8,7 +8,13 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import follow_operation, log_in, screenshot, unlabelled_controls
+from tests.e2e.conftest import (
+    VIEWPORT,
+    follow_operation,
+    log_in,
+    screenshot,
+    unlabelled_controls,
+)
 from tests.lab_tools import (
     enroll,
     instance_status,
@@ -42,6 +48,13 @@ def test_a_container_migrates_to_the_other_host_after_the_preflight_list_is_show
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Containers").click()
     page.get_by_role("link", name=counter).click()
     expect(page.get_by_role("heading", name=f"{counter} on {source['name']}")).to_be_visible()
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: the menu folds
+    expect(page.get_by_role("navigation", name="Main")).to_be_hidden()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    screenshot(page, "container-detail-390px")
+    page.get_by_role("button", name="Menu").click()
+    expect(page.get_by_role("navigation", name="Main")).to_be_visible()
+    page.set_viewport_size(VIEWPORT)
 
     card = page.locator("#migrate")
     expect(card.get_by_role("heading", name="Migrate to another host")).to_be_visible()
@@ -64,7 +77,11 @@ def test_a_container_migrates_to_the_other_host_after_the_preflight_list_is_show
     screenshot(page, "migration-preflight")
 
     confirm.get_by_role("button", name="Migrate", exact=True).click()
-    assert f"Migrate {counter} to {target['name']}?" in page.seen.dialogs
+    assert page.seen.dialogs[-1].startswith(f"Migrate {counter} to {target['name']} by ")
+    assert (
+        f"the copy on {source['name']} is deleted once the target is verified"
+        in (page.seen.dialogs[-1])
+    )
     card, _ = follow_operation(page, timeout=300)
     expect(card.locator(".outcome")).to_contain_text(target["name"])
     timing = page.locator("section").filter(

@@ -11,13 +11,14 @@ Run: .venv/bin/pytest -m lab tests/lab -s   (after python3 lab/lab.py up)
 
 from __future__ import annotations
 
-import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from lab_helpers import (
+    assert_moved,
     lab_command,
+    live_migrate,
     read_boot_id,
     read_counter,
     refresh,
@@ -25,7 +26,7 @@ from lab_helpers import (
     wait_for_status,
 )
 from pylxd import Client
-from pylxd.exceptions import LXDAPIException, NotFound
+from pylxd.exceptions import LXDAPIException
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
 
@@ -105,72 +106,6 @@ def test_stateful_stop_then_start_continues_the_counter(
     assert before <= resumed <= before + 3, "the counter did not resume from the saved state"
     assert read_boot_id(container) == boot, "init restarted instead of being restored"
     wait_for_counter(container, resumed + 2, timeout=10)
-
-
-def live_migrate(source: Client, target: Client, name: str) -> float:
-    """Move a RUNNING container in pull mode, the way `lxc move` does; return the seconds taken.
-
-    Not pylxd's Instance.migrate: it deletes the source as soon as the target's create call
-    returns, and its request body misspells keys. LXD 5.0.2 stops the source copy itself after
-    the final dump, and that stop can still be running when the delete comes (LAB.md section
-    4: `busy running a "stop" operation`), so the source is deleted once it is free.
-    """
-    started = time.monotonic()
-    instance = source.instances.get(name)
-    response = instance.api.post(json={"migration": True, "live": True}).json()
-    operation_id = response["operation"].rsplit("/", 1)[-1]
-    body = {
-        "name": name,
-        "type": "container",
-        "architecture": instance.architecture,
-        "config": instance.config,
-        "devices": instance.devices,
-        "profiles": instance.profiles,
-        "ephemeral": instance.ephemeral,
-        "source": {
-            "type": "migration",
-            "mode": "pull",
-            "live": True,
-            "operation": source.api.operations[operation_id]._api_endpoint,
-            "certificate": source.host_info["environment"]["certificate"],
-            "secrets": response["metadata"]["metadata"],
-        },
-    }
-    created = target.api.instances.post(json=body).json()
-    target.operations.wait_for_operation(created["operation"])
-    with contextlib.suppress(NotFound):  # LXD forgets finished operations after a few seconds
-        source.operations.wait_for_operation(operation_id)
-    delete_when_free(source, name)
-    return time.monotonic() - started
-
-
-def delete_when_free(client: Client, name: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            instance = client.instances.get(name)
-            if instance.status == "Stopped":
-                instance.delete(wait=True)
-                return
-            blocker = f"it is {instance.status}"
-        except NotFound:
-            return
-        except LXDAPIException as error:
-            blocker = str(error)
-        if time.monotonic() > deadline:
-            pytest.fail(f"the source copy of {name} could not be deleted: {blocker}")
-        time.sleep(0.5)
-
-
-def assert_moved(source: Client, target: Client, name: str, boot: str, before: int) -> int:
-    with pytest.raises(NotFound):
-        source.instances.get(name)
-    moved = target.instances.get(name)
-    assert moved.status == "Running"
-    value = read_counter(moved)
-    assert value >= before, "the counter went backwards: the container restarted"
-    assert read_boot_id(moved) == boot, "init restarted instead of being restored"
-    return wait_for_counter(moved, value + 2, timeout=10)
 
 
 def test_live_migration_there_and_back_continues_the_counter(

@@ -12,7 +12,10 @@ class Command(BaseCommand):
     help = "Check the database, Redis, workers, each host's agent and each host."
 
     def handle(self, *args, **options) -> None:
-        findings = [health.database(), health.redis()]
+        findings = [health.database()]
+        if findings[0].ok:
+            findings.append(health.identity())
+        findings.append(health.redis())
         if findings[-1].ok:
             findings += [health.workers(), *health.agents()]
         findings += health.hosts(live=True)

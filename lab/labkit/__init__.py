@@ -1,0 +1,1 @@
+"""The lab behind lab/lab.py, one module per part (see lab/README.md)."""

@@ -1,0 +1,62 @@
+"""Each user's notification choices (panel/notify/): e-mail and/or a signed webhook, for
+the failures they care about, and a test notice to check the way works."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_POST
+
+from panel.notify.models import NotificationChoice, new_secret
+from panel.web.access import AuthenticatedHttpRequest
+
+
+class NotificationForm(forms.ModelForm):
+    class Meta:
+        model = NotificationChoice
+        fields = ["email", "webhook_url", "mine", "scheduled", "everything", "new_groups_only"]
+        labels = {
+            "email": "By e-mail",
+            "webhook_url": "Webhook URL",
+            "mine": "Operations I started that fail",
+            "scheduled": "Scheduled stateful snapshots that fail",
+            "everything": "Every operation that fails",
+            "new_groups_only": "Only new causes of failure",
+        }
+        help_texts = {"webhook_url": "A JSON POST, signed (X-Panel-Signature: sha256=HMAC)."}
+
+
+def choice_of(user) -> NotificationChoice:
+    return NotificationChoice.objects.get_or_create(user=user)[0]
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def notification_settings(request: AuthenticatedHttpRequest) -> HttpResponse:
+    choice = choice_of(request.user)
+    form = NotificationForm(request.POST or None, instance=choice)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, "Notification choices saved.")
+        return redirect("notifications")
+    context = {
+        "form": form,
+        "choice": choice,
+        "no_address": form["email"].value() and not request.user.email,
+    }
+    return render(request, "panel/notifications.html", context)
+
+
+@login_required
+@require_POST
+def notification_secret_renew(request: AuthenticatedHttpRequest) -> HttpResponse:
+    choice = choice_of(request.user)
+    choice.webhook_secret = new_secret()
+    choice.save(update_fields=["webhook_secret"])
+    messages.success(request, "A new webhook secret: update your receiver.")
+    return redirect("notifications")
