@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from panel import lxd
 from panel.operations import aftercare
+from panel.operations.container import restore_left_unsure
 from panel.operations.models import Operation
 from panel.operations.peers import wait_for_answer
 from panel.operations.reconciler import verdict
@@ -50,14 +51,8 @@ def after_lost_contact(operation: Operation, error: lxd.LXDUnreachable) -> tuple
 
 def advice(status: str, saved_state: bool, operation: Operation) -> str:
     if operation.kind == Operation.Kind.RESTORE and status in ("Running", "Stopped"):
-        # The server forgets its operations when it restarts, and it may have started the
-        # container again afresh: a running container is no proof either way.
         snap = operation.params.get("snapshot", "")
-        return (
-            f" {operation.server_names} cannot say whether {snap!r} was restored (it forgets "
-            "its operations when it restarts): if the container does not hold the snapshot's "
-            f"state, restore {snap!r} again; the snapshot itself is unchanged."
-        )
+        return " " + restore_left_unsure(operation.server_names, snap)
     if status == "Running":
         return " Nothing was lost: it is still running."
     if status == "Stopped" and saved_state:

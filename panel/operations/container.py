@@ -188,11 +188,8 @@ def restore(operation: Operation) -> str:
     operation.container_state_after = describe_state(summary)
     if state is None and tracker.patience.ever_silent:
         raise lost_with_its_daemon(
-            tracker, "restore", f"whether {snap!r} was restored",
-            f"If it does not hold the snapshot's state (a container {tracker.host.platform.name} "
-            f"started again when it came back runs afresh), restore {snap!r} again: the "
-            "snapshot itself is unchanged.", summary,
-        )  # fmt: skip
+            tracker, "restore", restore_left_unsure(tracker.host.platform.name, snap), summary
+        )
     if stateful and (summary is None or summary["status"] != "Running"):
         raise OperationFailed(
             f"{tracker.host.platform.name} reported success but the container is "
@@ -202,17 +199,28 @@ def restore(operation: Operation) -> str:
     return f"Restored {snap!r} ({what}); the container is {describe_state(summary)}."
 
 
-def lost_with_its_daemon(tracker: Tracker, step: str, unknown: str, advice: str, summary):
+def lost_with_its_daemon(tracker: Tracker, step: str, unsure: str, summary):
     """The server stopped answering during `step` and came back without its operation (a
     restarted daemon forgets them): nothing says whether the step finished, and a container
     the server started again at its own start runs, but afresh. So the outcome says what is
-    known and how to be sure, never that the state was restored."""
+    known and how to be sure (`unsure`), never that the state was restored."""
     server, host = tracker.host.platform.name, tracker.host.name
     return OperationFailed(
         f"{host}'s {server} stopped answering during the {step} and came back without its "
-        f"operation, so it cannot say {unknown}. The container is {describe_state(summary)} "
-        f"on {host}. {advice}",
+        f"operation. The container is {describe_state(summary)} on {host}. {unsure}",
         state_after=describe_state(summary),
+    )
+
+
+def restore_left_unsure(server: str, snap: str) -> str:
+    """What a user is told when `server` cannot say whether restoring `snap` happened: it
+    forgets its operations when it restarts, and may have started the container again
+    afresh, so a running container is no proof either way. Whoever finds it out (the
+    restore itself, or the aftercare when the host answers again) says the same."""
+    return (
+        f"{server} cannot say whether {snap!r} was restored (it forgets its operations when it "
+        "restarts, and a container it started again runs afresh): if the container does not "
+        f"hold the snapshot's state, restore {snap!r} again; the snapshot itself is unchanged."
     )
 
 
@@ -273,9 +281,9 @@ def change_state(operation: Operation) -> str:
     operation.container_state_after = describe_state(after)
     if restoring and state is None and tracker.patience.ever_silent:
         raise lost_with_its_daemon(
-            tracker, "start", "whether the container was restored from its saved state or "
-            "started afresh", "If its processes are not the ones it had, its running state "
-            "was lost with the daemon.", after,
+            tracker, "start", f"{tracker.host.platform.name} cannot say whether the container "
+            "was restored from its saved state or started afresh: if its processes are not the "
+            "ones it had, its running state was lost with the daemon.", after,
         )  # fmt: skip
     if after is None or after["status"] != change["expect"]:
         raise OperationFailed(
