@@ -49,6 +49,16 @@ def save_fixture(name: str, operation: Operation, how: str) -> None:
     Path(FIXTURES / f"{name}.json").write_text(json.dumps(fixture, indent=1) + "\n")
 
 
+def group_of(operation: Operation) -> FailureGroup:
+    """The operation's failure group, written just after its failed status commits (an
+    on_commit step of the worker's finish): a test that saw the status may be a moment early."""
+    return wait_for(
+        lambda: FailureGroup.objects.filter(failures__operation=operation).first(),
+        timeout=10,
+        what=f"the failure group of operation #{operation.pk}",
+    )
+
+
 def ready_bundle(operation: Operation) -> Bundle:
     return wait_for(
         lambda: Bundle.objects.filter(operation=operation, status=Bundle.Status.READY).first(),
@@ -92,15 +102,15 @@ def test_the_same_failure_on_two_hosts_is_one_group_filed_once_and_shown_on_late
                  "restored with `lab.py criu host1 stock` (Debian 12's CRIU 3.17.1)")  # fmt: skip
     assert {op.status for op in (*dumps, restore)} == {Operation.Status.FAILED}
 
-    dump_group = FailureGroup.objects.get(failures__operation=dumps[0])
-    assert FailureGroup.objects.get(failures__operation=dumps[1]) == dump_group
+    dump_group = group_of(dumps[0])
+    assert group_of(dumps[1]) == dump_group
     assert (dump_group.count, sorted(dump_group.hosts)) == (2, ["host1", "host2"])
     assert (
         dump_group.signature["criu"] == "Error (criu/vdso.c): vdso: Unexpected rt vDSO area bounds"
     )
     assert dump_group.signature["criu_version"] == "3.17.1"
     assert dump_group.status == FailureGroup.Status.NEW and dump_group.component == "criu"
-    restore_group = FailureGroup.objects.get(failures__operation=restore)
+    restore_group = group_of(restore)
     assert restore_group != dump_group and restore_group.signature["phase"] == "restoring"
     listing = operator_client.get("/failures/").content.decode()
     assert f"/failures/{dump_group.pk}/" in listing and f"/failures/{restore_group.pk}/" in listing
@@ -125,7 +135,7 @@ def test_the_same_failure_on_two_hosts_is_one_group_filed_once_and_shown_on_late
     assert (dump_group.upstream_url, dump_group.status) == (UPSTREAM, FailureGroup.Status.FILED)
 
     later = operate(operator_client, refreshed(on_host2), "stateful_snapshot", snapshot="again")
-    assert FailureGroup.objects.get(failures__operation=later) == dump_group
+    assert group_of(later) == dump_group
     page = operator_client.get(f"/operations/{later.pk}/").content.decode()
     assert f'Already reported:</strong> <a href="{UPSTREAM}"' in page
     assert f"Already reported: {UPSTREAM}" in ready_bundle(later).report
@@ -145,7 +155,7 @@ def test_a_migration_whose_restore_fails_on_the_target_is_a_group_of_its_own(
     save_fixture("migrate-live-host1-host2", operation, "a live migration host1 -> host2 with "
                  "`lab.py criu host2 stock` (the target's restore fails)")  # fmt: skip
     assert operation.status == Operation.Status.FAILED
-    group = FailureGroup.objects.get(failures__operation=operation)
+    group = group_of(operation)
     assert group.kind == "migrate" and group.component == "criu"
     assert group.signature["phase"] == "transferring"
     assert "migration restore failed" in group.signature["platform"]
