@@ -106,7 +106,8 @@ def _connected_exec(target: Target, name: str, path: str, deadline: float):
     four). LXD has refused a websocket with a 500 now and then (seen once in a clean lab run,
     on a container running for seconds): the refused exec never ran, so it is started once
     more before the read is given up."""
-    for attempt in (1, 2):
+    starts_left = 2
+    while True:
         operation_id, fds = _start_exec(target, name, ["cat", path])
         streams = {fd: _Stream(target, operation_id, secret) for fd, secret in fds.items()}
         try:
@@ -116,9 +117,9 @@ def _connected_exec(target: Target, name: str, path: str, deadline: float):
         except LXDError:
             for stream in streams.values():
                 stream.close()
-            if attempt == 2 or time.monotonic() >= deadline:
+            starts_left -= 1
+            if not starts_left or time.monotonic() >= deadline:
                 raise
-    raise AssertionError("unreachable")
 
 
 def _start_exec(target: Target, name: str, command: list[str]) -> tuple[str, dict]:
