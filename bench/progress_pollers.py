@@ -118,7 +118,10 @@ def main() -> None:
 
         client = Client(headers={"HX-Request": "true"})
         client.force_login(rows.users["operator"])
-        client.get(progress_url(rows.running_pk))  # a browser would hold this CSRF cookie
+        # The operation's page sets the CSRF cookie a browser then sends with every poll.
+        from django.urls import reverse
+
+        client.get(reverse("operation-detail", kwargs={"pk": rows.running_pk}))
         cookie = "; ".join(f"{name}={client.cookies[name].value}"
                            for name in ("sessionid", "csrftoken"))  # fmt: skip
         from django.db import connection

@@ -160,7 +160,7 @@ def in_process(rows: Rows) -> tuple[list[tuple], list[str], list[tuple]]:
         client = Client(headers={"HX-Request": "true"})
         client.force_login(user)
         for label, url, expected in targets:
-            client.get(url)  # the first request sets the CSRF cookie and fills caches
+            client.get(url)  # the first request fills caches
             with CaptureQueriesContext(connection) as queries:
                 response = client.get(url)
             # Read now: every request_started signal empties the connection's query log.
@@ -194,19 +194,15 @@ def in_process(rows: Rows) -> tuple[list[tuple], list[str], list[tuple]]:
 
     from django.contrib.auth.models import User
     from django.contrib.sessions.backends.db import SessionStore as DjangoSessions
-    from django.template.loader import get_template
-    from django.test import RequestFactory
 
     from panel.accounts.backends import PanelBackend
     from panel.accounts.sessions import SessionStore
     from panel.rows import row_by_pk
+    from panel.web.progress_card import progress_card
     from panel.web.views.operations import PROGRESS_UNREAD
 
     key, pk = operator_client.cookies["sessionid"].value, rows.running_pk
     operator = rows.users["operator"]
-    request = RequestFactory().get(url)
-    request.user = operator
-    fragment = get_template("panel/operations/_progress.html")
     operation = row_by_pk(Operation, pk, PROGRESS_UNREAD)
 
     def orm_user() -> None:
@@ -225,9 +221,60 @@ def in_process(rows: Rows) -> tuple[list[tuple], list[str], list[tuple]]:
          median_ms(lambda: Operation.objects.get(pk=pk))),
         ("operation without its result: row_by_pk, one prepared statement",
          median_ms(lambda: row_by_pk(Operation, pk, PROGRESS_UNREAD))),
-        ("the fragment's template, rendered",
-         median_ms(lambda: fragment.render({"operation": operation, "can_operate": True},
-                                           request))),
+        ("the card, built (panel/web/progress_card.py)",
+         median_ms(lambda: progress_card(operation, can_operate=True))),
+        *django_handler_parts(url, operator_client.cookies),
     ]  # fmt: skip
     connection.close()
     return table, operator_sql, parts
+
+
+# What a poll's answer depends on; the rest of MIDDLEWARE does nothing for a GET of the
+# fragment but still runs (static files, slashes, CSRF, messages, audit, NUL screening, the
+# queue, django-axes, /healthz).
+POLL_NEEDS = (
+    "SecurityMiddleware",
+    "SessionMiddleware",
+    "AuthenticationMiddleware",
+    "XFrameOptionsMiddleware",
+    "ContentSecurityPolicyMiddleware",
+    "HtmxMiddleware",
+)
+
+
+def django_handler_parts(url: str, cookies) -> list[tuple[str, str]]:
+    """Whole requests through Django's WSGI handler, without HTTP or the test client: the
+    poll, the poll with only the middleware it needs (how much of the floor the middleware
+    is), and /healthz. For the reading of the floor in docs/benchmarks.md."""
+    import io
+
+    from django.conf import settings
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.test import override_settings
+
+    cookie = "; ".join(f"{name}={morsel.value}" for name, morsel in cookies.items())
+
+    def requester(handler: WSGIHandler, path: str, cookie: str):
+        def request() -> None:
+            environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "",
+                       "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "HTTP_HOST": "127.0.0.1",
+                       "HTTP_HX_REQUEST": "true", "HTTP_COOKIE": cookie, "REMOTE_ADDR": "127.0.0.1",
+                       "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http",
+                       "wsgi.input": io.BytesIO(b""), "wsgi.errors": io.StringIO()}  # fmt: skip
+            body = handler(environ, lambda status, headers: None)
+            b"".join(body)
+            body.close()
+
+        return request
+
+    whole = WSGIHandler()
+    lean = [name for name in settings.MIDDLEWARE if name.rsplit(".", 1)[1] in POLL_NEEDS]
+    with override_settings(MIDDLEWARE=lean):
+        needed_only = WSGIHandler()
+    return [
+        ("a whole poll through Django's handler, every middleware (no HTTP)",
+         median_ms(requester(whole, url, cookie))),
+        (f"the same with only the {len(lean)} middleware its answer needs",
+         median_ms(requester(needed_only, url, cookie))),
+        ("/healthz through Django's handler", median_ms(requester(whole, "/healthz", ""))),
+    ]  # fmt: skip

@@ -7,12 +7,12 @@ Not run on its own (gunicorn reads it with -c)."""
 
 
 def post_worker_init(worker) -> None:
-    """Once the worker has loaded Django: the view's `render` gives a bare section."""
-    from django.http import HttpResponse
+    """Once the worker has loaded Django: the view's card is a bare section."""
+    from django.utils.safestring import SafeString
 
     import panel.web.views.operations as views
 
-    def unrendered(request, template_name, context) -> HttpResponse:
-        return HttpResponse(f'<section id="operation-{context["operation"].pk}"></section>')
+    def unrendered(operation, **_) -> SafeString:
+        return SafeString(f'<section id="operation-{operation.pk}"></section>')
 
-    views.render = unrendered
+    views.progress_card = unrendered

@@ -63,3 +63,27 @@ def _statement(model, alias: str, without: tuple[str, ...], extra: tuple[str, st
         if found:
             converters.append((index, found, column))
     return sql, [field.attname for field in fields], converters
+
+
+def distinct_values(model: type[models.Model], field: str, by: str, value: Any) -> list:
+    """The distinct values of `field` in the rows whose `by` column is `value`: the stages an
+    ended operation's timeline entered, which its last poll shows in the stepper."""
+    alias = router.db_for_read(model)
+    connection = connections[alias]
+    sql = _distinct_statement(model, alias, field, by)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [value])
+        return [row[0] for row in cursor.fetchall()]
+
+
+@cache
+def _distinct_statement(model, alias: str, field: str, by: str) -> str:
+    quote = connections[alias].ops.quote_name
+    column, key = model._meta.get_field(field), model._meta.get_field(by)
+    if column.get_db_converters(connections[alias]):
+        raise ValueError(f"{model.__name__}.{field} needs converters; read it through the ORM")
+    table = quote(model._meta.db_table)
+    return (  # identifiers from the model, quoted; the value is a parameter
+        f"SELECT DISTINCT {quote(column.column)} FROM {table} "  # noqa: S608
+        f"WHERE {quote(key.column)} = %s"
+    )

@@ -24,6 +24,10 @@ from panel.web.views import (
 )
 
 urlpatterns = [
+    # First, the two answers every open page asks for again and again: Django tries the
+    # patterns in order, and these two come before the eighty others (no pattern overlaps).
+    path("operations/<int:pk>/progress/", operations.operation_progress, name="operation-progress"),
+    path("taskbar/", taskbar.taskbar, name="taskbar"),
     path("", dashboard.dashboard, name="dashboard"),
     path("hosts/", hosts.host_list, name="host-list"),
     path("hosts/add/", hosts.host_add, name="host-add"),
@@ -92,7 +96,6 @@ urlpatterns = [
     ),
     path("operations/", operations.operation_list, name="operation-list"),
     path("operations/<int:pk>/", operations.operation_detail, name="operation-detail"),
-    path("operations/<int:pk>/progress/", operations.operation_progress, name="operation-progress"),
     path("operations/<int:pk>/cancel/", operations.operation_cancel, name="operation-cancel"),
     path("bundles/", bundles.bundle_list, name="bundle-list"),
     path("bundles/<int:pk>/", bundles.bundle_detail, name="bundle-detail"),
@@ -100,7 +103,6 @@ urlpatterns = [
     path("bundles/<int:pk>/download/", bundles.bundle_download, name="bundle-download"),
     path("containers/<int:pk>/bundle/", bundles.instance_bundle, name="instance-bundle"),
     path("operations/<int:pk>/bundle/", bundles.operation_bundle, name="operation-bundle"),
-    path("taskbar/", taskbar.taskbar, name="taskbar"),
     path("failures/", failures.failure_list, name="failure-list"),
     path("failures/<int:pk>/", failures.failure_detail, name="failure-detail"),
     path("failures/<int:pk>/status/", failures.failure_status, name="failure-status"),

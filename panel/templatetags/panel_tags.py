@@ -51,11 +51,13 @@ def phase_steps(operation) -> list:
     """The stepper of an operation's known phases. An active one needs no query (its stage
     says where it is); an ended one reads which stages its log entered, to mark where it
     stopped."""
+    from panel.models import OperationEvent
     from panel.operations.phases import steps
+    from panel.rows import distinct_values
 
     seen: frozenset[str] = frozenset()
-    if not operation.is_active:
-        seen = frozenset(operation.events.values_list("stage", flat=True).distinct())
+    if not operation.is_active:  # one prepared statement: an ended card's last poll reads it
+        seen = frozenset(distinct_values(OperationEvent, "stage", "operation", operation.pk))
     return steps(operation, seen)
 
 

@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import HttpResponseStopPolling
+from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 
 from panel.accounts.roles import can_operate
 from panel.maintenance.parent import live_rows
@@ -21,12 +21,13 @@ from panel.operations.strategy import LABELS
 from panel.web.access import HtmxHttpRequest, get_instance, get_operation
 from panel.web.filters import OperationFilter, web_filtered
 from panel.web.forms import STRATEGY_CHOICES, OperationForm
+from panel.web.progress_card import progress_card
 
 PAGE_SIZE = 50
 # What the progress fragment never shows, so its poll does not read it: `result` holds the
 # pre-flight checks and the phases (kilobytes of JSON), and the rest is the worker's. A
-# template that needs one of them costs one query more per poll (tests/test_operations.py
-# counts).
+# card that needs one of them (panel/web/progress_card.py) costs one query more per poll
+# (tests/test_operations.py counts).
 PROGRESS_UNREAD = ("result", "claim_token", "lxd_operation_ids")
 
 
@@ -91,17 +92,13 @@ def migration_choices(preflight: Operation) -> dict:
 @login_required
 @require_GET
 def operation_progress(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    """The polled fragment: one primary-key read, one template, never LXD. When the
+    """The polled fragment: one primary-key read, the card built in Python, never LXD. When the
     operation has ended, answer 286 so htmx stops polling."""
     operation = get_operation(request, pk, without=PROGRESS_UNREAD)
-    context = {
-        "operation": operation,
-        "can_operate": operation.is_active and can_operate(request.user),
-    }
-    response = render(request, "panel/operations/_progress.html", context)
+    card = progress_card(operation, can_operate=operation.is_active and can_operate(request.user))
     if operation.is_active or not request.htmx:
-        return response
-    stop = HttpResponseStopPolling(response.content)
+        return HttpResponse(card)
+    stop = HttpResponseStopPolling(card)
     stop["HX-Refresh"] = "true"  # the full page shows the timeline and the recovery buttons
     return stop
 
@@ -111,13 +108,17 @@ def operation_progress(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 def operation_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     operation = get_operation(request, pk, operate=True)
     outcome = request_cancel(operation, request.user)
+    detail = reverse("operation-detail", kwargs={"pk": operation.pk})
     if outcome == "cancelled":
         messages.success(request, "Cancelled before it started; nothing was done.")
     elif outcome == "requested":
-        messages.info(request, "Cancel requested: LXD is asked if the current step allows it.")
+        messages.info(request, f"Cancel requested: {operation.server_names} is asked if the "
+                      "current step allows it.")  # fmt: skip
     else:
         messages.error(request, "This operation has already ended.")
-    return redirect("operation-detail", pk=operation.pk)
+    if getattr(request, "htmx", False):  # the polled card's form: the whole page follows
+        return HttpResponseClientRedirect(detail)
+    return redirect(detail)
 
 
 @login_required
