@@ -2,11 +2,12 @@
 and the same card inside the operation, container and maintenance pages.
 
 Built in Python rather than by a Django template: it is the panel's busiest answer, and the
-template engine cost more than everything else a poll does together (about 1 ms of a 2.5 ms
-poll in process; this builds the same HTML in about a tenth of that, docs/benchmarks.md).
-Every value is escaped with `_text` (Django's `escape`, without its lazy-string wrapper, which
-cost more than the escaping on this path); the card is marked safe only once it is whole.
-tests/test_progress_card.py holds it to the markup the template gave and to its escaping.
+template engine was over a third of a poll (0.8-1.0 ms of 2.5 ms in process); this builds
+the same HTML, checked against the template's before it was removed, in 0.18 ms
+(docs/benchmarks.md). Every value is escaped with `_text` (Django's `escape`, without the
+lazy-string wrapper of `format_html`, which cost more than the escaping on this path); the
+card is marked safe only once it is whole. tests/test_progress_card.py holds its markup and
+its escaping of hostile names, stages, progress text, outcomes and errors.
 
 The cancel form carries no CSRF token when polled: htmx submits it with the X-CSRFToken
 header every htmx request sends (base.html's hx-headers); a page that shows the card passes
