@@ -90,8 +90,10 @@ def wait_for_counter(instance, at_least: int, timeout: float = 60) -> int:
     while True:
         try:
             value = read_counter(instance)
-        except (LXDAPIException, ValueError, requests.exceptions.ConnectionError):
-            # Right after a restore, Incus's file API has cut a read short (IncompleteRead):
+        except (LXDAPIException, ValueError, requests.exceptions.ConnectionError,
+                requests.exceptions.ChunkedEncodingError):  # fmt: skip
+            # Right after a restore, Incus's file API has cut a read short (requests raises
+            # ChunkedEncodingError for urllib3's IncompleteRead; it is no ConnectionError):
             # the counter is read again, as while it is briefly empty.
             value = -1
         if value >= at_least:
