@@ -105,7 +105,7 @@ def operation_progress(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def operation_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+def operation_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     operation = get_operation(request, pk, operate=True)
     outcome = request_cancel(operation, request.user)
     detail = reverse("operation-detail", kwargs={"pk": operation.pk})
@@ -116,7 +116,7 @@ def operation_cancel(request: HttpRequest, pk: int) -> HttpResponse:
                       "current step allows it.")  # fmt: skip
     else:
         messages.error(request, "This operation has already ended.")
-    if getattr(request, "htmx", False):  # the polled card's form: the whole page follows
+    if request.htmx:  # the card's form, which htmx sends: the whole page follows
         return HttpResponseClientRedirect(detail)
     return redirect(detail)
 
