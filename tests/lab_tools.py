@@ -85,18 +85,33 @@ def untrust_certificate(lab_host: dict, cert_path: str) -> None:
     lxc(lab_host, "config", "trust", "remove", fingerprint, check=False)
 
 
+# Incus's forkfile exits after 10 s without a connection and 5 s more without a request.
+INCUS_FILE_SERVER_IDLE_EXIT = 16
+
+
+def incus_file_server_orphaned(message: str) -> bool:
+    """Incus 6.0's file API says a file server runs whose socket was deleted (lab/README.md,
+    "Incus's orphaned file server"): every request while it lives waits for it and orphans
+    the next one, so only INCUS_FILE_SERVER_IDLE_EXIT seconds without a request end it."""
+    return "forkfile.sock: connect: no such file or directory" in message
+
+
 def read_file(lab_host: dict, name: str, path: str) -> str:
     # Right after a container is restored, LXD 5.0.2's file API can answer "dial unix
     # /proc/self/fd/N/forkfile.sock: connect: not a directory" while its helper starts
     # (seen once in CI after a live migration): a moment later it works. Right after a
     # launch it once answered "Error: unexpected EOF" (2026-12-01, host1, the machine busy).
+    # Incus 6.0's orphaned file server is waited out quietly instead.
     for _ in range(10):
         try:
             return lxc(lab_host, "file", "pull", f"{name}{path}", "-").strip()
         except AssertionError as error:
-            if not any(words in str(error) for words in ("forkfile.sock", "unexpected EOF")):
+            if incus_file_server_orphaned(str(error)):
+                time.sleep(INCUS_FILE_SERVER_IDLE_EXIT)
+            elif any(words in str(error) for words in ("forkfile.sock", "unexpected EOF")):
+                time.sleep(0.5)
+            else:
                 raise
-            time.sleep(0.5)
     return lxc(lab_host, "file", "pull", f"{name}{path}", "-").strip()
 
 

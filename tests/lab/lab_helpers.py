@@ -14,6 +14,8 @@ from pylxd import Client
 from pylxd.client import get_session_for_url
 from pylxd.exceptions import LXDAPIException, NotFound
 
+from tests.lab_tools import INCUS_FILE_SERVER_IDLE_EXIT, incus_file_server_orphaned
+
 ROOT = Path(__file__).resolve().parents[2]
 REQUEST_TIMEOUT = 120  # seconds for one HTTP request, /wait included
 
@@ -91,11 +93,13 @@ def wait_for_counter(instance, at_least: int, timeout: float = 60) -> int:
         try:
             value = read_counter(instance)
         except (LXDAPIException, ValueError, requests.exceptions.ConnectionError,
-                requests.exceptions.ChunkedEncodingError):  # fmt: skip
+                requests.exceptions.ChunkedEncodingError) as error:  # fmt: skip
             # Right after a restore, Incus's file API has cut a read short (requests raises
             # ChunkedEncodingError for urllib3's IncompleteRead; it is no ConnectionError):
             # the counter is read again, as while it is briefly empty.
             value = -1
+            if incus_file_server_orphaned(str(error)):
+                time.sleep(INCUS_FILE_SERVER_IDLE_EXIT)
         if value >= at_least:
             return value
         if time.monotonic() > deadline:
