@@ -156,6 +156,12 @@ def test_a_user_chooses_on_their_page_and_a_bad_url_is_refused(operator_client, 
     assert "X-Panel-Signature" in page
     refused = operator_client.post("/notifications/", {"webhook_url": "not a url", "mine": "on"})
     assert refused.status_code == 200 and b"Enter a valid URL" in refused.content
+    refused = operator_client.post("/notifications/", {"webhook_url": "ftp://h.example/x"})
+    assert refused.status_code == 200 and b"Enter a valid URL" in refused.content
+    operator_client.post("/notifications/", {"webhook_url": "h.example/hook", "mine": "on"})
+    assert (
+        NotificationChoice.objects.get(user=operator_user).webhook_url == "https://h.example/hook"
+    )
     operator_client.post("/notifications/", {"email": "on", "mine": "on", "scheduled": "on"})
     choice = NotificationChoice.objects.get(user=operator_user)
     assert (choice.email, choice.mine, choice.scheduled, choice.everything) == (

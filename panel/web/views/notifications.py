@@ -6,6 +6,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.validators import URLValidator
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
@@ -16,18 +17,28 @@ from panel.web.access import AuthenticatedHttpRequest
 
 
 class NotificationForm(forms.ModelForm):
+    # Declared, not the model's: an address typed without its scheme is read as https
+    # (Django 6.0's default; the model's form field warns that http is assumed), and only
+    # http(s) is taken, the only schemes the webhook's POST can use (panel/notify/send.py).
+    webhook_url = forms.URLField(
+        label="Webhook URL",
+        max_length=500,
+        required=False,
+        assume_scheme="https",
+        validators=[URLValidator(schemes=["http", "https"])],
+        help_text="A JSON POST, signed (X-Panel-Signature: sha256=HMAC).",
+    )
+
     class Meta:
         model = NotificationChoice
         fields = ["email", "webhook_url", "mine", "scheduled", "everything", "new_groups_only"]
         labels = {
             "email": "By e-mail",
-            "webhook_url": "Webhook URL",
             "mine": "Operations I started that fail",
             "scheduled": "Scheduled stateful snapshots that fail",
             "everything": "Every operation that fails",
             "new_groups_only": "Only new causes of failure",
         }
-        help_texts = {"webhook_url": "A JSON POST, signed (X-Panel-Signature: sha256=HMAC)."}
 
 
 def choice_of(user) -> NotificationChoice:
