@@ -390,6 +390,9 @@ EMAIL_USE_TLS = env.bool("PANEL_EMAIL_USE_TLS", False)
 EMAIL_TIMEOUT = 15
 DEFAULT_FROM_EMAIL = env.str("PANEL_EMAIL_FROM", "") or "lxd-panel@localhost"
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Webhooks go only to globally routable addresses unless this allows the local network
+# (loopback, private, link-local): any signed-in user picks their URL (panel/notify/addresses.py).
+WEBHOOK_LOCAL_ADDRESSES = env.bool("PANEL_WEBHOOK_LOCAL_ADDRESSES", False)
 
 # --- Metrics (panel/metrics.py) ----------------------------------------------------------------
 # /metrics answers a bearer token, or requests from these networks (behind a proxy, the

@@ -7,15 +7,21 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import threading
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
+from django.conf import settings
+from django.test import override_settings
 
+from panel.bundles.models import Bundle
 from panel.failures import grouping
 from panel.models import NotificationChoice, Operation
+from panel.notify.addresses import refusal_on_save, refusal_on_send
 from panel.notify.send import recipients
 from panel.operations import lifecycle
 from tests.conftest import doomed_worker, free_port, wait_for
@@ -85,9 +91,10 @@ def fail(operation: Operation) -> None:
 
 
 def test_a_failed_operation_is_mailed_and_posted_signed_with_its_links(
-    celery_worker, operator_user, admin_user, smtp_sink, receiver
+    celery_worker, operator_user, admin_user, smtp_sink, receiver, monkeypatch
 ):
     url, seen = receiver
+    monkeypatch.setenv("PANEL_WEBHOOK_LOCAL_ADDRESSES", "true")  # the receiver is on 127.0.0.1
     operator_user.email = "otto@example.org"
     operator_user.save()
     choice = NotificationChoice.objects.create(user=operator_user, email=True, webhook_url=url)
@@ -171,3 +178,70 @@ def test_a_user_chooses_on_their_page_and_a_bad_url_is_refused(operator_client, 
     operator_client.post("/notifications/secret/")
     choice.refresh_from_db()
     assert choice.webhook_secret != secret and len(choice.webhook_secret) == 64
+
+
+LOCAL_WEBHOOKS = [
+    "http://127.0.0.1:6379/",  # Redis beside the panel
+    "http://0177.0.0.1/",  # the same, as inet_aton reads it
+    "http://[::1]:5432/",
+    "http://[::ffff:127.0.0.1]/",
+    "http://169.254.169.254/latest/meta-data/",  # a cloud's metadata service
+    "https://10.0.0.5:8443/1.0",  # an LXD host on the private network
+    "http://192.168.1.1/",
+    "http://100.64.0.1/",  # carrier-grade NAT space
+    "http://0.0.0.0/",
+    "http://localhost:8000/admin/",
+    "http://api.localhost/",
+    "http://metadata.google.internal/",
+    "http://2130706433/",  # 127.0.0.1 as one number
+    "http://[2002:7f00:1::]/",  # 6to4 carrying 127.0.0.1
+    "http://[64:ff9b::a9fe:a9fe]/",  # NAT64 carrying 169.254.169.254
+    "http://[fd00:ec2::254]/",
+]
+
+
+def test_a_webhook_to_this_machine_or_its_network_is_refused_with_the_setting_to_allow_it(
+    operator_client, operator_user
+):
+    """Any signed-in user picks their webhook URL and a worker posts to it: not to the
+    panel's own services, a metadata address or the private network, unless an admin allows
+    it (panel/notify/addresses.py). A global address is taken without a DNS lookup."""
+    for url in LOCAL_WEBHOOKS:
+        answer = operator_client.post("/notifications/", {"webhook_url": url, "mine": "on"})
+        page = answer.content.decode()
+        assert answer.status_code == 200, url
+        assert "Enter a valid URL" in page or "PANEL_WEBHOOK_LOCAL_ADDRESSES=true" in page, url
+        assert refusal_on_save(url), url  # 0177.0.0.1 is refused by Django's validator first
+    assert not NotificationChoice.objects.filter(user=operator_user).exclude(webhook_url="")
+    operator_client.post("/notifications/", {"webhook_url": "https://8.8.8.8/hook"})
+    assert NotificationChoice.objects.get(user=operator_user).webhook_url == "https://8.8.8.8/hook"
+    assert refusal_on_send("https://8.8.8.8/hook") == ""
+    assert "localhost" in (refusal_on_send("http://localhost:1/") or "")  # resolved, then refused
+    with override_settings(WEBHOOK_LOCAL_ADDRESSES=True):
+        operator_client.post("/notifications/", {"webhook_url": "http://10.0.0.5/x"})
+        assert refusal_on_send("http://127.0.0.1:1/") == ""
+    assert NotificationChoice.objects.get(user=operator_user).webhook_url == "http://10.0.0.5/x"
+
+
+def test_the_worker_does_not_post_to_a_local_address_saved_before_the_check(
+    celery_worker, operator_user, smtp_sink, receiver
+):
+    """A row saved before the rule (or while an admin allowed local addresses): the worker
+    resolves the address again right before the POST, and sends nothing there."""
+    url, seen = receiver
+    operator_user.email = "otto@example.org"
+    operator_user.save()
+    NotificationChoice.objects.create(user=operator_user, email=True, webhook_url=url)
+    instance = make_instance(make_host("h1"), "web1")
+    with doomed_worker("local-hook"):
+        operation = lifecycle.request(instance, "stateful_snapshot", operator_user, params={})
+        fail(operation)
+        log = Path(settings.DATA_DIR) / "log" / f"local-hook-{os.getpid()}.log"
+        wait_for(lambda: "not posted" in log.read_text(), timeout=90, what="the refusal")
+        # Its bundle too, before this worker goes: a job it is killed in comes back to the
+        # session worker, which would then write while the next test empties the database.
+        wait_for(lambda: not operation.bundles.filter(status=Bundle.Status.COLLECTING),
+                 timeout=90, what="the bundle")  # fmt: skip
+    assert seen == []
+    assert "127.0.0.1 is a local address" in log.read_text()
+    assert smtp_sink.messages  # the mail still went

@@ -9,6 +9,7 @@ import logging
 import requests
 from django.utils import timezone
 
+from panel.notify.addresses import refusal_on_send
 from panel.notify.models import NotificationChoice
 from panel.notify.send import payload, post_webhook, recipients, send_email
 from panel.operations.models import Operation
@@ -49,6 +50,10 @@ def notify_failure(self, operation_id: int) -> None:
 def deliver_webhook(self, choice_id: int, notice: dict) -> None:
     choice = NotificationChoice.objects.filter(pk=choice_id).first()
     if choice is None or not choice.webhook_url:
+        return
+    why = refusal_on_send(choice.webhook_url)
+    if why:  # not retried: the address will not become global by waiting
+        logger.warning("webhook %s of %s not posted: %s", choice.webhook_url, choice.user, why)
         return
     try:
         post_webhook(choice.webhook_url, choice.webhook_secret, notice)

@@ -1,5 +1,5 @@
 """Each user's notification choices (panel/notify/): e-mail and/or a signed webhook, for
-the failures they care about, and a test notice to check the way works."""
+the failures they care about, and the webhook's signing secret."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
+from panel.notify.addresses import refusal_on_save
 from panel.notify.models import NotificationChoice, new_secret
 from panel.web.access import AuthenticatedHttpRequest
 
@@ -28,6 +29,13 @@ class NotificationForm(forms.ModelForm):
         validators=[URLValidator(schemes=["http", "https"])],
         help_text="A JSON POST, signed (X-Panel-Signature: sha256=HMAC).",
     )
+
+    def clean_webhook_url(self) -> str:
+        url = self.cleaned_data["webhook_url"]
+        why = refusal_on_save(url) if url else None
+        if why:
+            raise forms.ValidationError(why)
+        return url
 
     class Meta:
         model = NotificationChoice
