@@ -332,16 +332,25 @@ class FailureStatusForm(forms.Form):
     status = forms.ChoiceField(choices=FailureGroup.Status.choices)
 
 
-class UpstreamForm(forms.Form):
-    """The upstream bug's address; empty clears it."""
-
-    url = forms.URLField(
-        label="Upstream bug URL",
+def web_address_field(label: str, help_text: str) -> forms.URLField:
+    """An optional http(s) address of up to 500 characters; one typed without its scheme is
+    read as https (Django 6.0's default, which 5.2 warns about when it is not said)."""
+    return forms.URLField(
+        label=label,
         max_length=500,
         required=False,
         assume_scheme="https",
         validators=[URLValidator(schemes=["http", "https"])],
-        help_text="The issue you filed, e.g. https://github.com/checkpoint-restore/criu/issues/1",
+        help_text=help_text,
+    )
+
+
+class UpstreamForm(forms.Form):
+    """The upstream bug's address; empty clears it."""
+
+    url = web_address_field(
+        "Upstream bug URL",
+        "The issue you filed, e.g. https://github.com/checkpoint-restore/criu/issues/1",
     )
 
     def clean_url(self) -> str:

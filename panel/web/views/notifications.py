@@ -6,7 +6,6 @@ from __future__ import annotations
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.validators import URLValidator
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
@@ -15,24 +14,19 @@ from django.views.decorators.http import require_http_methods, require_POST
 from panel.notify.addresses import refusal_on_save
 from panel.notify.models import NotificationChoice, new_secret
 from panel.web.access import AuthenticatedHttpRequest
+from panel.web.forms import web_address_field
 
 
 class NotificationForm(forms.ModelForm):
-    # Declared, not the model's: an address typed without its scheme is read as https
-    # (Django 6.0's default; the model's form field warns that http is assumed), and only
+    # Declared, not the model's: an address without its scheme is read as https, and only
     # http(s) is taken, the only schemes the webhook's POST can use (panel/notify/send.py).
-    webhook_url = forms.URLField(
-        label="Webhook URL",
-        max_length=500,
-        required=False,
-        assume_scheme="https",
-        validators=[URLValidator(schemes=["http", "https"])],
-        help_text="A JSON POST, signed (X-Panel-Signature: sha256=HMAC).",
+    webhook_url = web_address_field(
+        "Webhook URL", "A JSON POST, signed (X-Panel-Signature: sha256=HMAC)."
     )
 
     def clean_webhook_url(self) -> str:
         url = self.cleaned_data["webhook_url"]
-        why = refusal_on_save(url) if url else None
+        why = refusal_on_save(url)
         if why:
             raise forms.ValidationError(why)
         return url
