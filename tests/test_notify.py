@@ -216,7 +216,7 @@ def test_a_webhook_to_this_machine_or_its_network_is_refused_with_the_setting_to
     operator_client.post("/notifications/", {"webhook_url": "https://8.8.8.8/hook"})
     assert NotificationChoice.objects.get(user=operator_user).webhook_url == "https://8.8.8.8/hook"
     assert refusal_on_send("https://8.8.8.8/hook") == ""
-    assert "localhost" in (refusal_on_send("http://localhost:1/") or "")  # resolved, then refused
+    assert "localhost" in refusal_on_send("http://localhost:1/")  # resolved, then refused
     with override_settings(WEBHOOK_LOCAL_ADDRESSES=True):
         operator_client.post("/notifications/", {"webhook_url": "http://10.0.0.5/x"})
         assert refusal_on_send("http://127.0.0.1:1/") == ""
