@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from celery.signals import before_task_publish
 from django.conf import settings
 from django.core.management import call_command
 from django.test import Client
@@ -132,6 +133,53 @@ def session_worker_paused():
             interval=0.5,
             what="the session worker to take jobs again",
         )
+
+
+# Jobs a test sent (on commit, so only transactional tests send any). The session worker
+# runs them after the test has ended, and on PostgreSQL its writes then deadlock against the
+# TRUNCATE that empties the database for the next test: settle them first.
+SENT_JOBS: list[str] = []
+
+
+@before_task_publish.connect(weak=False)
+def _note_sent_job(sender=None, **_kwargs) -> None:
+    SENT_JOBS.append(str(sender))
+
+
+def session_worker_busy() -> list[str]:
+    """What the session worker has not finished, queued jobs included; [] when it is idle
+    or not running (nothing would run the queue before the next worker purges it)."""
+    inspect = celery_app.control.inspect(destination=[SESSION_WORKER], timeout=1, limit=1)
+    active = inspect.active()
+    if active is None:  # no answer within the second
+        return []
+    answers = [active, inspect.reserved(), inspect.scheduled()]
+    busy = [job.get("name") or job.get("request", {}).get("name", "?")
+            for answer in answers for jobs in (answer or {}).values() for job in jobs]  # fmt: skip
+    with celery_app.connection_for_read() as connection:
+        queued = connection.default_channel.client.llen(settings.CELERY_TASK_DEFAULT_QUEUE)
+    return busy + ["queued"] * queued
+
+
+def is_transactional(item: pytest.Item) -> bool:
+    marker = item.get_closest_marker("django_db")
+    return bool(marker and marker.kwargs.get("transaction")) or "live_server" in item.fixturenames
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """After a transactional test that sent jobs, wait (up to a minute) until the session
+    worker has run them, before the database is emptied under it."""
+    SENT_JOBS.clear()
+    yield
+    if not SENT_JOBS or not is_transactional(item):
+        return
+    deadline, busy = time.monotonic() + 60, ["?"]
+    with contextlib.suppress(Exception):  # a test that stopped the broker: nothing to settle
+        while time.monotonic() < deadline and (busy := session_worker_busy()):
+            time.sleep(0.2)
+    if busy and busy != ["?"]:
+        item.warn(pytest.PytestWarning(f"the session worker was still busy with {busy}"))
 
 
 def stop_process(process: subprocess.Popen, timeout: float) -> None:
