@@ -203,6 +203,13 @@ def stop(processes: list[subprocess.Popen]) -> None:
             process.kill()
 
 
+def lxc(lab_host: dict, *args: str, timeout: float = 300) -> str:
+    """The lxc CLI on a lab host's unix socket, as an admin on the host runs it; its output."""
+    env = {**os.environ, "LXD_DIR": lab_host["lxd_dir"]}
+    return subprocess.run(["lxc", *args], env=env, check=True, capture_output=True, text=True,
+                          timeout=timeout).stdout  # fmt: skip
+
+
 def lab_state(hosts: int = 2) -> dict:
     """The lab's state file, or a clear exit when the lab is not up."""
     state_file = ROOT / "var" / "lab" / "state.json"
