@@ -203,10 +203,11 @@ def stop(processes: list[subprocess.Popen]) -> None:
             process.kill()
 
 
-def lxc(lab_host: dict, *args: str, timeout: float = 300) -> str:
-    """The lxc CLI on a lab host's unix socket, as an admin on the host runs it; its output."""
+def lxc(lab_host: dict, *args: str, check: bool = True, timeout: float = 300) -> str:
+    """The lxc CLI on a lab host's unix socket, as an admin on the host runs it; its output.
+    `check=False` for a clean-up that may find nothing to remove."""
     env = {**os.environ, "LXD_DIR": lab_host["lxd_dir"]}
-    return subprocess.run(["lxc", *args], env=env, check=True, capture_output=True, text=True,
+    return subprocess.run(["lxc", *args], env=env, check=check, capture_output=True, text=True,
                           timeout=timeout).stdout  # fmt: skip
 
 

@@ -12,10 +12,8 @@ gives the rest. The lab keeps LXD's logs beside its LXD_DIR (hosts/<host>/log).
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import statistics
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -65,8 +63,7 @@ def main() -> None:
             for number in range(args.snapshots)
         ]
     finally:
-        env = {**os.environ, "LXD_DIR": lab_host["lxd_dir"]}  # best effort: no check
-        subprocess.run(["lxc", "delete", "--force", container], env=env, capture_output=True)
+        lxc(lab_host, "delete", "--force", container, check=False)
     report(runs)
 
 

@@ -12,7 +12,8 @@ the host's unix socket, as an admin on the host would run it.
 
 Each pair also runs `lxc snapshot` a second time, in the rotation: the median of those
 lxc-against-lxc ratios is what 7 pairs read when both sides are the same tool, LXD's own
-spread from one snapshot to the next (CRIU's freeze retries), beside the panel's ratio.
+spread from one snapshot to the next, beside the panel's ratio (where that spread comes
+from: bench/snapshot_lxd_parts.py).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,7 +54,7 @@ import django  # noqa: E402
 
 django.setup()
 
-from _common import lab_state, print_machine, start_redis_and_worker, stop  # noqa: E402
+from _common import lab_state, lxc, print_machine, start_redis_and_worker, stop  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.test import Client  # noqa: E402
 
@@ -62,11 +62,6 @@ from panel import lxd  # noqa: E402
 from panel.hosts.identity import client_cert_files, client_identity  # noqa: E402
 from panel.hosts.inventory import sync  # noqa: E402
 from panel.models import Host, Instance, Operation  # noqa: E402
-
-
-def lxc(lab_host: dict, *args: str) -> None:
-    env = {**os.environ, "LXD_DIR": lab_host["lxd_dir"]}
-    subprocess.run(["lxc", *args], env=env, check=True, capture_output=True, timeout=300)
 
 
 def enroll(lab_host: dict) -> Host:
@@ -80,9 +75,8 @@ def enroll(lab_host: dict) -> Host:
 
 
 PARTS: list[dict] = []  # where each panel run's time went (see where_it_went)
-OWN: list[
-    float
-] = []  # each panel run but LXD's operation: the panel's own time (the parts overlap)
+# Each panel run less LXD's operation: the panel's own time (PARTS overlap, so not their sum).
+OWN: list[float] = []
 # How often the benchmark reads the row: at 10 ms the reading itself added about 6 ms.
 POLL_SECONDS = 0.001
 
@@ -176,12 +170,9 @@ def main() -> None:
                   flush=True)  # fmt: skip
         report(pairs)
     finally:
-        lab_env = {**os.environ, "LXD_DIR": lab_host["lxd_dir"]}
-        subprocess.run(["lxc", "delete", "--force", container], env=lab_env, capture_output=True)
+        lxc(lab_host, "delete", "--force", container, check=False)
         if host is not None:
-            fingerprint = client_identity().fingerprint
-            subprocess.run(["lxc", "config", "trust", "remove", fingerprint], env=lab_env,
-                           capture_output=True)  # fmt: skip
+            lxc(lab_host, "config", "trust", "remove", client_identity().fingerprint, check=False)
         stop(services)
         shutil.rmtree(WORK, ignore_errors=True)
 
