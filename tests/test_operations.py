@@ -4,6 +4,7 @@ the cheap polled fragment, cancel, history. Database only; the lab tests run the
 from __future__ import annotations
 
 import pytest
+from django.conf import settings
 from django.db import IntegrityError
 from django.utils import timezone
 
@@ -191,6 +192,53 @@ def test_a_logged_out_or_password_changed_session_no_longer_polls(operator_user,
     assert thief.get(url).status_code == 302
     thief.cookies["sessionid"] = "x" * 5  # malformed keys are refused too
     assert thief.get(url).status_code == 302
+
+
+def test_a_session_verified_once_still_ends_where_its_row_or_keys_do(
+    operator_user, operator_client, caplog
+):
+    """The session store keeps a verified payload (panel/accounts/sessions.py), never the
+    session: every poll still reads the row, and the keys that signed it still count."""
+    from django.contrib.sessions.models import Session
+    from django.test import override_settings
+
+    from panel.accounts.sessions import _verified_payload
+
+    operation = make_operation(make_instance(make_host()))
+    url = f"/operations/{operation.pk}/progress/"
+    assert operator_client.get(url).status_code == 200
+    kept = _verified_payload.cache_info().hits
+    assert operator_client.get(url).status_code == 200
+    assert _verified_payload.cache_info().hits == kept + 1  # the same bytes: not verified again
+
+    key = operator_client.cookies["sessionid"].value
+    session = Session.objects.get(session_key=key)
+    signed, tampered = session.session_data, session.session_data[:-2] + "xx"
+    Session.objects.filter(session_key=key).update(session_data=tampered)
+    with caplog.at_level("WARNING", logger="django.security.SuspiciousSession"):
+        assert thief_with(key).get(url).status_code == 302
+    assert "Session data corrupted" in caplog.text  # Django's own words, each time
+    Session.objects.filter(session_key=key).update(session_data=signed)
+    assert thief_with(key).get(url).status_code == 200
+
+    other_key = "another-key-" + "k" * 50
+    with override_settings(SECRET_KEY=other_key):  # the payload was verified under the old key
+        assert thief_with(key).get(url).status_code == 302
+    with override_settings(SECRET_KEY=other_key, SECRET_KEY_FALLBACKS=[settings.SECRET_KEY]):
+        assert thief_with(key).get(url).status_code == 200  # a rotated key still signs in
+
+    Session.objects.all().delete()  # signed out in every browser
+    assert thief_with(key).get(url).status_code == 302
+    assert operator_client.get(url).status_code == 302
+
+
+def thief_with(session_key: str):
+    """A browser holding this session's cookie."""
+    from django.test import Client
+
+    thief = Client()
+    thief.cookies["sessionid"] = session_key
+    return thief
 
 
 def test_a_step_lxd_cannot_cancel_says_so_honestly(operator_client):
