@@ -99,3 +99,22 @@ def test_the_polled_cancel_form_works_with_the_header_htmx_sends(operator_user):
     assert operation.cancel_requested and operation.status == Operation.Status.RUNNING
     page = browser.get(f"/operations/{operation.pk}/").content.decode()
     assert "Cancel requested: LXD is asked if the current step allows it." in page
+
+
+@pytest.mark.parametrize("pk", [1, 7, 739581826450, 10**15 + 3])
+@pytest.mark.parametrize("script_prefix", ["/", "/panel/"])
+def test_the_cards_urls_are_what_reverse_gives_for_any_key_and_prefix(pk, script_prefix):
+    """The card reverses each URL once per script prefix and puts the key in
+    (progress_card._url): the same URLs reverse() gives, behind a prefix too."""
+    from django.urls import get_script_prefix, reverse, set_script_prefix
+
+    from panel.web.progress_card import _url
+
+    kept = get_script_prefix()
+    set_script_prefix(script_prefix)
+    try:
+        for name in ("operation-progress", "operation-detail", "operation-cancel"):
+            assert _url(name, pk) == reverse(name, args=[pk])
+            assert _url(name, pk).startswith(script_prefix)
+    finally:
+        set_script_prefix(kept)
